@@ -1,0 +1,39 @@
+"""The `delbench` command: a table of subcommands, each imported only when it runs.
+
+Light commands (`--help`, `normdel`) must answer in well under a second, so nothing here imports torch,
+the web stack or the database; each subcommand's module builds its own argument parser in `main(argv)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module with a `main(argv) -> int`, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("evaluator.cli", "generate the synthetic DataDEL pool and its eight downstream tasks"),
+    "evaluate": ("evaluator.cli", "run the fixed protocol on a selection: MAE pretraining + eight finetunes"),
+    "normdel": ("evaluator.cli", "print NormDEL for an mIoU and a retained fraction"),
+    "tiers": ("evaluator.cli", "list the protocol tiers with their hashes"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: delbench COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `delbench COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"delbench: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(name, rest) or 0)

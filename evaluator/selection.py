@@ -1,0 +1,161 @@
+"""Selection files: parse, validate against the pool manifest, hash.
+
+The one code path for both `delbench evaluate` and the server's upload validation. Accepted formats:
+one ID per line (blank lines ignored), a JSON list of strings, or CSV with an `id` column. Every error
+names the rule broken and, where there is one, the line (or JSON item) and the ID.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class SelectionError(ValueError):
+    """A selection the protocol refuses. `rule` is a stable code for clients; `str()` is for people."""
+
+    def __init__(self, rule: str, message: str, *, line: int | None = None, sample_id: str | None = None):
+        super().__init__(message)
+        self.rule = rule
+        self.line = line
+        self.sample_id = sample_id
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "message": str(self), "line": self.line, "id": self.sample_id}
+
+
+@dataclass(frozen=True)
+class Selection:
+    ids: list[str]  # in file order
+    lines: list[int]  # the line (JSON: item number) each ID came from, for error messages
+    format: str  # "lines", "json" or "csv"
+
+
+@dataclass(frozen=True)
+class ResolvedSelection:
+    ids: list[str]
+    indices: np.ndarray  # int64 positions in the pool, in file order
+    pool_size: int
+    selection_hash: str
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def retained_fraction(self) -> float:
+        return self.n / self.pool_size
+
+
+def selection_hash(ids: Sequence[str]) -> str:
+    """sha256 of the sorted IDs joined by newlines: the same set in any order or format hashes alike."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def parse_selection(data: bytes, *, max_bytes: int | None = None) -> Selection:
+    if max_bytes is not None and len(data) > max_bytes:
+        raise SelectionError("too_large", f"selection file is {len(data):,} bytes; the limit is {max_bytes:,}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SelectionError(
+            "encoding", f"selection file is not UTF-8 text: undecodable byte at line {line}", line=line
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise SelectionError("encoding", f"selection file holds a NUL byte at line {line}: not a text file", line=line)
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        selection = _parse_json(text)
+    else:
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        header = [c.strip().strip('"').lower() for c in first.split(",")]
+        if "id" in header:
+            selection = _parse_csv(text)
+        else:
+            selection = _parse_lines(text)
+    if not selection.ids:
+        raise SelectionError("empty", "selection is empty: it names no sample ID")
+    return selection
+
+
+def _parse_lines(text: str) -> Selection:
+    ids, lines = [], []
+    for line_no, raw in enumerate(text.splitlines(), 1):
+        sample_id = raw.strip()
+        if sample_id:
+            ids.append(sample_id)
+            lines.append(line_no)
+    return Selection(ids, lines, "lines")
+
+
+def _parse_json(text: str) -> Selection:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SelectionError("format", f"selection is not valid JSON: {exc.msg} at line {exc.lineno}", line=exc.lineno) from None
+    if not isinstance(items, list):
+        raise SelectionError("format", "a JSON selection must be a list of ID strings")
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, str) or not item.strip():
+            raise SelectionError("format", f"JSON item {i} is {item!r}, not an ID string", line=i)
+    return Selection([s.strip() for s in items], list(range(1, len(items) + 1)), "json")
+
+
+def _parse_csv(text: str) -> Selection:
+    reader = csv.reader(io.StringIO(text))
+    ids, lines = [], []
+    column = None
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if column is None:
+            names = [c.strip().lower() for c in row]
+            column = names.index("id")
+            continue
+        if column >= len(row) or not row[column].strip():
+            raise SelectionError("format", f"CSV line {reader.line_num} has no value in the `id` column", line=reader.line_num)
+        ids.append(row[column].strip())
+        lines.append(reader.line_num)
+    return Selection(ids, lines, "csv")
+
+
+def resolve_selection(selection: Selection, index_of: Mapping[str, int], pool_size: int | None = None) -> ResolvedSelection:
+    """Map IDs to pool positions; refuse unknown and duplicate IDs, naming the first offender's line."""
+    ids = selection.ids
+    pool_size = len(index_of) if pool_size is None else pool_size
+    unknown = set(ids).difference(index_of.keys()) if len(ids) < len(index_of) else {i for i in ids if i not in index_of}
+    if unknown:
+        pos = next(k for k, sample_id in enumerate(ids) if sample_id in unknown)
+        more = f" (and {len(unknown) - 1:,} more unknown)" if len(unknown) > 1 else ""
+        raise SelectionError(
+            "unknown_id",
+            f"line {selection.lines[pos]}: unknown sample ID {ids[pos]!r}: not in the pool manifest{more}",
+            line=selection.lines[pos],
+            sample_id=ids[pos],
+        )
+    indices = np.fromiter((index_of[i] for i in ids), dtype=np.int64, count=len(ids))
+    if len(np.unique(indices)) != len(indices):
+        first_line: dict[str, int] = {}
+        for sample_id, line in zip(ids, selection.lines):
+            if sample_id in first_line:
+                raise SelectionError(
+                    "duplicate_id",
+                    f"line {line}: duplicate sample ID {sample_id!r} (first at line {first_line[sample_id]})",
+                    line=line,
+                    sample_id=sample_id,
+                )
+            first_line[sample_id] = line
+    return ResolvedSelection(ids=list(ids), indices=indices, pool_size=pool_size, selection_hash=selection_hash(ids))
+
+
+def load_selection(data: bytes, index_of: Mapping[str, int], *, max_bytes: int | None = None) -> ResolvedSelection:
+    """Parse and resolve a selection file's bytes against a pool's `index_of` mapping."""
+    return resolve_selection(parse_selection(data, max_bytes=max_bytes), index_of)

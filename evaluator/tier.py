@@ -1,0 +1,123 @@
+"""Protocol tiers: versioned, hashed configs that fix everything an evaluation does.
+
+A tier file is JSON under `evaluator/tiers/`. Its hash is the sha256 of its canonical JSON (sorted keys, no
+whitespace), so a result that records the hash says exactly which protocol produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+TIERS_DIR = Path(__file__).with_name("tiers")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    decoder_embed_dim: int
+    decoder_depth: int
+    decoder_num_heads: int
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    samples_seen: int  # the fixed compute budget: every selection is pretrained on this many samples
+    batch_size: int
+    mask_ratio: float
+    norm_pix_loss: bool
+    base_lr: float  # peak lr = base_lr * batch_size / lr_reference_batch (MAE's linear scaling rule)
+    lr_reference_batch: int
+    weight_decay: float
+    betas: tuple[float, float]
+    warmup_fraction: float
+    min_lr: float
+    crop_scale: tuple[float, float]
+    checkpoint_every: int
+
+    @property
+    def steps(self) -> int:
+        return self.samples_seen // self.batch_size
+
+    @property
+    def peak_lr(self) -> float:
+        return self.base_lr * self.batch_size / self.lr_reference_batch
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_fraction: float
+    head_hidden: int
+    eval_batch_size: int
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    version: int
+    description: str
+    resolution: int
+    model: ModelConfig
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    precision: str  # "fp32" or "bf16" (autocast on CUDA)
+    seed: int
+    hash: str
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Tier:
+        pre = dict(raw["pretrain"])
+        pre["betas"] = tuple(pre["betas"])
+        pre["crop_scale"] = tuple(pre["crop_scale"])
+        tier = cls(
+            name=raw["name"],
+            version=int(raw["version"]),
+            description=raw.get("description", ""),
+            resolution=int(raw["resolution"]),
+            model=ModelConfig(**raw["model"]),
+            pretrain=PretrainConfig(**pre),
+            finetune=FinetuneConfig(**raw["finetune"]),
+            precision=raw.get("precision", "fp32"),
+            seed=int(raw.get("seed", 0)),
+            hash=tier_hash(raw),
+        )
+        if tier.pretrain.samples_seen % tier.pretrain.batch_size:
+            raise ValueError(f"tier {tier.name}: samples_seen must be a multiple of batch_size")
+        if tier.resolution % tier.model.patch_size:
+            raise ValueError(f"tier {tier.name}: resolution must be a multiple of patch_size")
+        return tier
+
+    def to_dict(self) -> dict:
+        raw = dataclasses.asdict(self)
+        raw.pop("hash")
+        return raw
+
+
+def tier_hash(raw: dict) -> str:
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def available_tiers() -> list[str]:
+    return sorted(p.stem for p in TIERS_DIR.glob("*.json"))
+
+
+def load_tier(name_or_path: str | Path) -> Tier:
+    """A tier by name (`synth-tiny`, `paper`, ...) or by the path of a tier JSON file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = TIERS_DIR / f"{name_or_path}.json"
+        if not path.exists():
+            raise ValueError(f"unknown tier {name_or_path!r}; available: {', '.join(available_tiers())}")
+    return Tier.from_dict(json.loads(path.read_text()))
