@@ -1,0 +1,180 @@
+"""`ingest_pool`: add one source's download to a pool (or replace that source's part of it).
+
+The new pool is rebuilt in a staging folder: the previous pool's records of the other sources are copied
+row by row, the source's files are decoded (in worker processes, into scratch arrays first, because which
+files are readable is only known after decoding them), and records are kept in sample-ID order. Only then
+is the staging folder swapped in (`evaluator.store.PoolWriter`), so an ingest that fails or is killed leaves
+the previous pool as it was. Disk needed while it runs: the previous pool, the new one, and the scratch
+arrays of the source being ingested.
+
+Each manifest record carries, beyond the store's required fields, `path` (the file relative to the source's
+root, recorded in pool.json under `sources`) and `bytes`, so `delbench verify` can re-hash the source files;
+and `label`, the class folder, where the layout has one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from evaluator.ingest import IngestError, UnreadableFiles
+from evaluator.ingest.decoding import DecodeJob, DecodeResult, Scratch, decode_all
+from evaluator.ingest.destination import claim, scratch_folder
+from evaluator.ingest.pool_sources import POOL_SOURCES, SourceFile, discover_pool_source
+from evaluator.ingest.resolutions import check_resolutions, tier_resolutions
+from evaluator.store import Pool, PoolWriter, open_pool
+
+
+@dataclass
+class PoolIngestReport:
+    pool: Path
+    source: str
+    root: Path
+    added: int
+    replaced: int  # records of this source the previous pool held
+    by_part: dict[str, int]
+    skipped: list[tuple[str, str]]  # (absolute path, why)
+    source_sizes: dict[str, int]  # records per source in the new pool
+    resolutions: list[int]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(self.source_sizes.values())
+
+
+def _previous_pool(dest: Path) -> tuple[Pool | None, dict]:
+    if not (dest / "pool.json").exists():
+        if dest.exists() and any(dest.iterdir()):
+            raise IngestError(
+                f"{dest}: exists, is not empty and is not a DELBench pool (no pool.json); choose a new --into folder"
+            )
+        return None, {}
+    pool = open_pool(dest)
+    foreign = sorted({r["source"] for r in pool.records} - set(POOL_SOURCES))
+    if foreign:
+        raise IngestError(
+            f"{dest}: holds samples of {', '.join(foreign)}, not written by `ingest pool` (a synthetic pool?); "
+            "ingest the real data into a new folder"
+        )
+    return pool, json.loads((dest / "pool.json").read_text())
+
+
+def _record(file: SourceFile, result: DecodeResult) -> dict:
+    record = {
+        "id": file.id,
+        "source": file.id.split("/", 1)[0],
+        "video": file.video,
+        "frame": file.frame,
+        "sha256": result.image_sha256,
+        "path": file.path,
+        "bytes": result.image_bytes,
+    }
+    if file.label is not None:
+        record["label"] = file.label
+    return record
+
+
+def ingest_pool(
+    source: str,
+    root: str | Path,
+    dest: str | Path,
+    *,
+    resolutions: list[int] | None = None,
+    workers: int = 1,
+    strict: bool = False,
+    progress: bool | None = None,
+) -> PoolIngestReport:
+    """Ingest `source` from its download at `root` into the pool at `dest` (created if absent).
+
+    `resolutions` None: the previous pool's, or for a new pool every tier's. Unreadable files are skipped and
+    reported; with `strict` they raise `UnreadableFiles` and nothing is written.
+    """
+    started = time.perf_counter()
+    files = discover_pool_source(source, root)
+    root, dest = Path(root).resolve(), Path(dest).absolute()
+    with claim(dest) as notes:
+        previous, previous_meta = _previous_pool(dest)
+        if previous is None:
+            resolutions = check_resolutions(resolutions or tier_resolutions())
+        elif resolutions and check_resolutions(resolutions) != sorted(previous.resolutions):
+            raise IngestError(
+                f"{dest}: holds resolutions {sorted(previous.resolutions)}, not {check_resolutions(resolutions)}; "
+                "re-ingest every source into a new folder to change them"
+            )
+        else:
+            resolutions = sorted(previous.resolutions)
+        scratch = Scratch(scratch_folder(dest), len(files), tuple(resolutions), with_masks=False)
+        try:
+            jobs = [DecodeJob(str(root / f.path)) for f in files]
+            results = decode_all(jobs, scratch, workers=workers, desc=f"ingest {source}", progress=progress)
+            skipped = [(r.failed_path, r.error) for r in results if not r.ok]
+            if strict and skipped:
+                raise UnreadableFiles(skipped)
+            if len(skipped) == len(files):
+                raise IngestError(
+                    f"{root}: none of its {len(files)} images could be read (first: {skipped[0][0]}: {skipped[0][1]})"
+                )
+            # (record, array to copy from, row): the other sources' records from the previous pool, then this one's.
+            rows: list[tuple[dict, str, int]] = []
+            replaced = 0
+            if previous is not None:
+                for i, record in enumerate(previous.records):
+                    if record["source"] == source:
+                        replaced += 1
+                    else:
+                        rows.append((record, "previous", i))
+            by_part: dict[str, int] = {}
+            for k, (file, result) in enumerate(zip(files, results, strict=True)):
+                if result.ok:
+                    rows.append((_record(file, result), "scratch", k))
+                    by_part[file.part] = by_part.get(file.part, 0) + 1
+            rows.sort(key=lambda row: row[0]["id"])
+
+            sources = dict(previous_meta.get("sources", {}))
+            sources[source] = {
+                "root": str(root),
+                "images": len(files) - len(skipped),
+                "skipped": [{"path": Path(p).relative_to(root).as_posix(), "error": e} for p, e in skipped],
+                "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            meta = {k: v for k, v in previous_meta.items() if k not in ("format", "size", "resolutions")}
+            meta |= {
+                "sources": dict(sorted(sources.items())),
+                "preprocessing": "centre square crop, bilinear resize",
+            }
+            arrays = {
+                "previous": {res: previous.images(res) for res in resolutions} if previous else {},
+                "scratch": {res: scratch.images(res) for res in resolutions},
+            }
+            with PoolWriter(dest, len(rows), resolutions, extra_meta=meta) as writer:
+                for index, (record, origin, row) in enumerate(rows):
+                    writer.put(
+                        index, record, {res: np.asarray(arrays[origin][res][row]) for res in resolutions}
+                    )
+                pool = writer.commit()
+        finally:
+            shutil.rmtree(scratch.folder, ignore_errors=True)
+    source_sizes: dict[str, int] = {}
+    for record in pool.records:
+        source_sizes[record["source"]] = source_sizes.get(record["source"], 0) + 1
+    return PoolIngestReport(
+        pool=dest,
+        source=source,
+        root=root,
+        added=len(files) - len(skipped),
+        replaced=replaced,
+        by_part=by_part,
+        skipped=skipped,
+        source_sizes=source_sizes,
+        resolutions=resolutions,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+    )
