@@ -96,7 +96,12 @@ def make_pool_tree(source: str, root: Path) -> PoolTree:
         write_image(root / rel)
     write_truncated(root / corrupt)
     (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # OS clutter the walker must skip
-    tree = PoolTree(root, source, sorted(f"{source}/{Path(rel).with_suffix('').as_posix()}" for rel in files), root / corrupt)
+    tree = PoolTree(
+        root,
+        source,
+        sorted(f"{source}/{Path(rel).with_suffix('').as_posix()}" for rel in files),
+        root / corrupt,
+    )
     if source == "kvasir-capsule":
         for sample_id in tree.ids:
             video, frame = Path(sample_id).name.split("_")
@@ -113,7 +118,15 @@ class TaskTree:
     test_keys: set[str] | None = None  # the official test split, where the set has one
 
 
-def _pairs(root: Path, image_dir: str, mask_dir: str, stems: list[str], image_ext: str, mask_ext: str, mask_suffix: str = "") -> None:
+def _pairs(
+    root: Path,
+    image_dir: str,
+    mask_dir: str,
+    stems: list[str],
+    image_ext: str,
+    mask_ext: str,
+    mask_suffix: str = "",
+) -> None:
     for i, stem in enumerate(stems):
         size = IMAGE_SIZE if i % 2 == 0 else (36, 44)  # portrait and landscape frames
         write_image(root / image_dir / f"{stem}{image_ext}", size)
@@ -136,7 +149,9 @@ def make_task_tree(name: str, root: Path) -> TaskTree:
     """`name` is a task name, or `cvc-clinicdb-png` for CVC-ClinicDB's PNG release."""
     if name in _SIMPLE:
         image_dir, mask_dir, image_ext, mask_ext = _SIMPLE[name]
-        stems = [str(i) for i in range(1, 6)] if "clinicdb" in name else [f"cju{i}x{i * 7}y" for i in range(5)]
+        stems = (
+            [str(i) for i in range(1, 6)] if "clinicdb" in name else [f"cju{i}x{i * 7}y" for i in range(5)]
+        )
         _pairs(root, image_dir, mask_dir, stems, image_ext, mask_ext)
         corrupt = write_truncated(root / image_dir / f"99{image_ext}")
         write_mask(root / mask_dir / f"99{mask_ext}")
@@ -153,10 +168,26 @@ def make_task_tree(name: str, root: Path) -> TaskTree:
         count = 0
         for centre in (1, 2, 3):
             stems = [f"C{centre}_{100 + i}OLCV1_100H{i:04d}" for i in range(2)]
-            _pairs(root, f"data_C{centre}/images_C{centre}", f"data_C{centre}/masks_C{centre}", stems, ".jpg", ".jpg", "_mask")
+            _pairs(
+                root,
+                f"data_C{centre}/images_C{centre}",
+                f"data_C{centre}/masks_C{centre}",
+                stems,
+                ".jpg",
+                ".jpg",
+                "_mask",
+            )
             count += len(stems)
         seq = "sequenceData/positive/seq1"
-        _pairs(root, f"{seq}/images_seq1", f"{seq}/masks_seq1", ["seq1_0001", "seq1_0002"], ".jpg", ".jpg", "_mask")
+        _pairs(
+            root,
+            f"{seq}/images_seq1",
+            f"{seq}/masks_seq1",
+            ["seq1_0001", "seq1_0002"],
+            ".jpg",
+            ".jpg",
+            "_mask",
+        )
         count += 2
         corrupt = write_truncated(root / "data_C2/images_C2/C2_cut.jpg")
         write_mask(root / "data_C2/masks_C2/C2_cut_mask.jpg")
