@@ -3,7 +3,9 @@
 Generates a Gastrovision-layout tree of endoscopy-sized JPEGs (720x576, a smooth tissue-like colour field
 with grain, ~60-90 KB each like the real frames) in a temporary folder, then ingests it at the default
 resolutions (every tier's: 64 and 224). The reference row is the naive loop the ingest replaces: full-size
-PIL decode, crop and resize in one process. Run:
+PIL decode, crop and resize in one process. Besides wall-clock images/s it prints CPU milliseconds per image
+(this process and its workers, user + system), which does not depend on what else the machine is running:
+on a shared machine the wall-clock figure is whatever share of the cores the scheduler grants. Run:
 
     .venv/bin/python bench/ingest_throughput.py [--images 400] [--workers 1,2]
 """
@@ -11,6 +13,7 @@ PIL decode, crop and resize in one process. Run:
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -45,17 +48,29 @@ def write_tree(root: Path, n_images: int, seed: int = 0) -> int:
     return total
 
 
-def naive_rate(root: Path, resolutions: list[int]) -> float:
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def naive_loop(root: Path, resolutions: list[int]) -> int:
     """Full-size decode + crop + resize in this process: what the ingest is compared against."""
     files = sorted(root.rglob("*.jpg"))
-    started = time.perf_counter()
     for path in files:
         with Image.open(path) as im:
             rgb = im.convert("RGB")
         box = square_box(*rgb.size)
         for res in resolutions:
             np.asarray(rgb.resize((res, res), Image.Resampling.BILINEAR, box=box))
-    return len(files) / (time.perf_counter() - started)
+    return len(files)
+
+
+def measured(run) -> tuple[float, float]:
+    """(images per wall-clock second, CPU milliseconds per image) of `run()`, which returns an image count."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    n = run()
+    return n / (time.perf_counter() - wall), 1000 * (cpu_seconds() - cpu) / n
 
 
 def main() -> None:
@@ -71,16 +86,19 @@ def main() -> None:
             f"{args.images} JPEGs {WIDTH}x{HEIGHT}, {size / args.images / 1024:.0f} KB each; resolutions {resolutions}"
         )
         print(f"{default_workers()} CPU core(s) available")
-        print(f"{'how':<34} {'images/s':>9}  {'paper pool (165,317 files)':>27}")
-        rows = [("reference: naive loop, 1 process", naive_rate(tree, resolutions))]
+        print(f"{'how':<34} {'images/s':>9} {'CPU ms/image':>13} {'paper pool (165,317 files)':>27}")
+        rows = [("reference: naive loop, 1 process", *measured(lambda: naive_loop(tree, resolutions)))]
         for workers in sorted({int(w) for w in args.workers.split(",")}):
-            report = ingest_pool(
-                "gastrovision", tree, Path(tmp) / f"pool-{workers}", workers=workers, progress=False
-            )
-            assert report.added == args.images, report.skipped
-            rows.append((f"delbench ingest pool, {workers} worker(s)", report.added / report.seconds))
-        for label, rate in rows:
-            print(f"{label:<34} {rate:9.0f}  {PAPER_POOL_FILES / rate / 60:22.0f} min")
+
+            def ingest(workers=workers) -> int:
+                pool = Path(tmp) / f"pool-{workers}"
+                report = ingest_pool("gastrovision", tree, pool, workers=workers, progress=False)
+                assert report.added == args.images, report.skipped
+                return report.added
+
+            rows.append((f"delbench ingest pool, {workers} worker(s)", *measured(ingest)))
+        for label, rate, cpu_ms in rows:
+            print(f"{label:<34} {rate:9.0f} {cpu_ms:13.2f} {PAPER_POOL_FILES / rate / 60:22.0f} min")
 
 
 if __name__ == "__main__":
