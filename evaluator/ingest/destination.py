@@ -19,6 +19,16 @@ from pathlib import Path
 from evaluator.ingest import IngestError
 
 
+def require_free_space(dest: Path, needed: int, what: str) -> None:
+    """Refuse up front rather than fail hours in: arrays are memory-mapped, and a write into a sparse file on
+    a full disk kills the process with SIGBUS instead of raising."""
+    free = shutil.disk_usage(dest.parent).free
+    if free < needed:
+        raise IngestError(
+            f"{dest.parent}: {free / 1e9:.1f} GB free, {what} needs about {needed / 1e9:.1f} GB"
+        )
+
+
 def scratch_folder(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.scratch-{uuid.uuid4().hex[:8]}")
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from evaluator.ingest import IngestError, UnreadableFiles
 from evaluator.ingest.decoding import DecodeJob, DecodeResult, Scratch, decode_all
-from evaluator.ingest.destination import claim, scratch_folder
+from evaluator.ingest.destination import claim, require_free_space, scratch_folder
 from evaluator.ingest.pool_sources import POOL_SOURCES, SourceFile, discover_pool_source
 from evaluator.ingest.resolutions import check_resolutions, tier_resolutions
 from evaluator.store import Pool, PoolWriter, open_pool
@@ -111,6 +111,11 @@ def ingest_pool(
             )
         else:
             resolutions = sorted(previous.resolutions)
+        per_image = sum(3 * r * r for r in resolutions)
+        n_kept = sum(r["source"] != source for r in previous.records) if previous else 0
+        require_free_space(
+            dest, per_image * (2 * len(files) + n_kept), f"ingesting {len(files):,} {source} images"
+        )
         scratch = Scratch(scratch_folder(dest), len(files), tuple(resolutions), with_masks=False)
         try:
             jobs = [DecodeJob(str(root / f.path)) for f in files]

@@ -17,7 +17,7 @@ import numpy as np
 
 from evaluator.ingest import IngestError, UnreadableFiles
 from evaluator.ingest.decoding import DecodeJob, Scratch, decode_all
-from evaluator.ingest.destination import claim, scratch_folder
+from evaluator.ingest.destination import claim, require_free_space, scratch_folder
 from evaluator.ingest.resolutions import check_resolutions, tier_resolutions
 from evaluator.ingest.task_layouts import discover_task
 from evaluator.store import TaskSplit, write_task
@@ -55,6 +55,8 @@ def ingest_task(
     resolutions = check_resolutions(resolutions or tier_resolutions())
     samples = layout.samples
     with claim(dest) as notes:
+        per_sample = sum(4 * r * r for r in resolutions)  # RGB image + mask
+        require_free_space(dest, 2 * per_sample * len(samples), f"ingesting {len(samples):,} {name} samples")
         scratch = Scratch(scratch_folder(dest), len(samples), tuple(resolutions), with_masks=True)
         try:
             jobs = [DecodeJob(str(root / s.image), str(root / s.mask)) for s in samples]
