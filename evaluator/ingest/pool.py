@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from evaluator.ingest import IngestError, UnreadableFiles
 from evaluator.ingest.decoding import DecodeJob, DecodeResult, Scratch, decode_all
@@ -67,10 +68,10 @@ def _previous_pool(dest: Path) -> tuple[Pool | None, dict]:
     return pool, json.loads((dest / "pool.json").read_text())
 
 
-def _record(file: SourceFile, result: DecodeResult) -> dict:
+def _record(source: str, file: SourceFile, result: DecodeResult) -> dict:
     record = {
         "id": file.id,
-        "source": file.id.split("/", 1)[0],
+        "source": source,
         "video": file.video,
         "frame": file.frame,
         "sha256": result.image_sha256,
@@ -80,6 +81,60 @@ def _record(file: SourceFile, result: DecodeResult) -> dict:
     if file.label is not None:
         record["label"] = file.label
     return record
+
+
+def _choose_resolutions(previous: Pool | None, requested: list[int] | None, dest: Path) -> list[int]:
+    if previous is None:
+        return check_resolutions(requested or tier_resolutions())
+    held = sorted(previous.resolutions)
+    if requested and check_resolutions(requested) != held:
+        raise IngestError(
+            f"{dest}: holds resolutions {held}, not {check_resolutions(requested)}; "
+            "re-ingest every source into a new folder to change them"
+        )
+    return held
+
+
+@dataclass
+class _Merge:
+    rows: list[tuple[dict, str, int]]  # (record, "previous" or "scratch": the array to copy from, row there)
+    replaced: int
+    by_part: dict[str, int]
+
+
+def _merge(
+    previous: Pool | None, source: str, files: list[SourceFile], results: list[DecodeResult]
+) -> _Merge:
+    """The other sources' records from the previous pool and this source's readable files, in ID order."""
+    merge = _Merge([], 0, {})
+    for i, record in enumerate(previous.records if previous else []):
+        if record["source"] == source:
+            merge.replaced += 1
+        else:
+            merge.rows.append((record, "previous", i))
+    for k, (file, result) in enumerate(zip(files, results, strict=True)):
+        if result.ok:
+            merge.rows.append((_record(source, file, result), "scratch", k))
+            merge.by_part[file.part] = merge.by_part.get(file.part, 0) + 1
+    merge.rows.sort(key=lambda row: row[0]["id"])
+    return merge
+
+
+def _pool_meta(
+    previous_meta: dict, source: str, root: Path, added: int, skipped: list[tuple[str, str]]
+) -> dict:
+    sources = dict(previous_meta.get("sources", {}))
+    sources[source] = {
+        "root": str(root),
+        "images": added,
+        "skipped": [{"path": Path(p).relative_to(root).as_posix(), "error": e} for p, e in skipped],
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    meta = {k: v for k, v in previous_meta.items() if k not in ("format", "size", "resolutions")}
+    return meta | {
+        "sources": dict(sorted(sources.items())),
+        "preprocessing": "centre square crop, bilinear resize",
+    }
 
 
 def ingest_pool(
@@ -102,68 +157,42 @@ def ingest_pool(
     root, dest = Path(root).resolve(), Path(dest).absolute()
     with claim(dest) as notes:
         previous, previous_meta = _previous_pool(dest)
-        if previous is None:
-            resolutions = check_resolutions(resolutions or tier_resolutions())
-        elif resolutions and check_resolutions(resolutions) != sorted(previous.resolutions):
-            raise IngestError(
-                f"{dest}: holds resolutions {sorted(previous.resolutions)}, not {check_resolutions(resolutions)}; "
-                "re-ingest every source into a new folder to change them"
-            )
-        else:
-            resolutions = sorted(previous.resolutions)
-        per_image = sum(3 * r * r for r in resolutions)
+        resolutions = _choose_resolutions(previous, resolutions, dest)
         n_kept = sum(r["source"] != source for r in previous.records) if previous else 0
+        per_image = sum(3 * r * r for r in resolutions)
         require_free_space(
             dest, per_image * (2 * len(files) + n_kept), f"ingesting {len(files):,} {source} images"
         )
         scratch = Scratch(scratch_folder(dest), len(files), tuple(resolutions), with_masks=False)
         try:
             jobs = [DecodeJob(str(root / f.path)) for f in files]
-            results = decode_all(jobs, scratch, workers=workers, desc=f"ingest {source}", progress=progress)
+            results = decode_all(jobs, scratch, workers=workers, desc=f"decode {source}", progress=progress)
             skipped = [(r.failed_path, r.error) for r in results if not r.ok]
             if strict and skipped:
                 raise UnreadableFiles(skipped)
             if len(skipped) == len(files):
+                first, why = skipped[0]
                 raise IngestError(
-                    f"{root}: none of its {len(files)} images could be read (first: {skipped[0][0]}: {skipped[0][1]})"
+                    f"{root}: none of its {len(files)} images could be read (first: {first}: {why})"
                 )
-            # (record, array to copy from, row): the other sources' records from the previous pool, then this one's.
-            rows: list[tuple[dict, str, int]] = []
-            replaced = 0
-            if previous is not None:
-                for i, record in enumerate(previous.records):
-                    if record["source"] == source:
-                        replaced += 1
-                    else:
-                        rows.append((record, "previous", i))
-            by_part: dict[str, int] = {}
-            for k, (file, result) in enumerate(zip(files, results, strict=True)):
-                if result.ok:
-                    rows.append((_record(file, result), "scratch", k))
-                    by_part[file.part] = by_part.get(file.part, 0) + 1
-            rows.sort(key=lambda row: row[0]["id"])
-
-            sources = dict(previous_meta.get("sources", {}))
-            sources[source] = {
-                "root": str(root),
-                "images": len(files) - len(skipped),
-                "skipped": [{"path": Path(p).relative_to(root).as_posix(), "error": e} for p, e in skipped],
-                "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            meta = {k: v for k, v in previous_meta.items() if k not in ("format", "size", "resolutions")}
-            meta |= {
-                "sources": dict(sorted(sources.items())),
-                "preprocessing": "centre square crop, bilinear resize",
-            }
+            merge = _merge(previous, source, files, results)
+            meta = _pool_meta(previous_meta, source, root, len(files) - len(skipped), skipped)
             arrays = {
                 "previous": {res: previous.images(res) for res in resolutions} if previous else {},
                 "scratch": {res: scratch.images(res) for res in resolutions},
             }
-            with PoolWriter(dest, len(rows), resolutions, extra_meta=meta) as writer:
-                for index, (record, origin, row) in enumerate(rows):
+            bar = tqdm(
+                total=len(merge.rows),
+                desc="write pool",
+                unit="img",
+                disable=None if progress is None else not progress,
+            )
+            with PoolWriter(dest, len(merge.rows), resolutions, extra_meta=meta) as writer, bar:
+                for index, (record, origin, row) in enumerate(merge.rows):
                     writer.put(
                         index, record, {res: np.asarray(arrays[origin][res][row]) for res in resolutions}
                     )
+                    bar.update()
                 pool = writer.commit()
         finally:
             shutil.rmtree(scratch.folder, ignore_errors=True)
@@ -175,8 +204,8 @@ def ingest_pool(
         source=source,
         root=root,
         added=len(files) - len(skipped),
-        replaced=replaced,
-        by_part=by_part,
+        replaced=merge.replaced,
+        by_part=merge.by_part,
         skipped=skipped,
         source_sizes=source_sizes,
         resolutions=resolutions,

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from evaluator.ingest import IngestError, UnreadableFiles
-from evaluator.ingest.decoding import DecodeJob, Scratch, decode_all
+from evaluator.ingest.decoding import DecodeJob, DecodeResult, Scratch, decode_all
 from evaluator.ingest.destination import claim, require_free_space, scratch_folder
 from evaluator.ingest.resolutions import check_resolutions, tier_resolutions
-from evaluator.ingest.task_layouts import discover_task
+from evaluator.ingest.task_layouts import TaskSample, discover_task
 from evaluator.store import TaskSplit, write_task
 
 
@@ -38,6 +38,29 @@ class TaskIngestReport:
     notes: list[str] = field(default_factory=list)
 
 
+def _take(array: np.ndarray, rows: list[int]) -> np.ndarray:
+    """`array[rows]`, as a view of the memory-mapped scratch when the rows are a run (no file was skipped):
+    write_task then streams it to disk instead of holding a copy of the split in memory."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return array[rows[0] : rows[0] + len(rows)]
+    return np.asarray(array[rows])
+
+
+def _file_records(samples: list[TaskSample], results: list[DecodeResult], rows: list[int]) -> list[dict]:
+    return [
+        {
+            "key": samples[i].key,
+            "image": samples[i].image,
+            "image_sha256": results[i].image_sha256,
+            "image_bytes": results[i].image_bytes,
+            "mask": samples[i].mask,
+            "mask_sha256": results[i].mask_sha256,
+            "mask_bytes": results[i].mask_bytes,
+        }
+        for i in rows
+    ]
+
+
 def ingest_task(
     name: str,
     root: str | Path,
@@ -53,14 +76,15 @@ def ingest_task(
     layout = discover_task(name, root)
     root, dest = Path(root).resolve(), Path(tasks_dir).absolute() / name
     resolutions = check_resolutions(resolutions or tier_resolutions())
-    samples = layout.samples
+    # Train samples first, then test, each in key order: a split is one run of scratch rows.
+    samples = sorted(layout.samples, key=lambda s: (s.split != "train", s.key))
     with claim(dest) as notes:
         per_sample = sum(4 * r * r for r in resolutions)  # RGB image + mask
         require_free_space(dest, 2 * per_sample * len(samples), f"ingesting {len(samples):,} {name} samples")
         scratch = Scratch(scratch_folder(dest), len(samples), tuple(resolutions), with_masks=True)
         try:
             jobs = [DecodeJob(str(root / s.image), str(root / s.mask)) for s in samples]
-            results = decode_all(jobs, scratch, workers=workers, desc=f"ingest {name}", progress=progress)
+            results = decode_all(jobs, scratch, workers=workers, desc=f"decode {name}", progress=progress)
             skipped = [(r.failed_path, r.error) for r in results if not r.ok]
             if strict and skipped:
                 raise UnreadableFiles(skipped)
@@ -75,33 +99,16 @@ def ingest_task(
                     )
             splits = {
                 res: {
-                    split: TaskSplit(
-                        np.asarray(scratch.images(res)[kept]), np.asarray(scratch.masks(res)[kept])
-                    )
+                    split: TaskSplit(_take(scratch.images(res), kept), _take(scratch.masks(res), kept))
                     for split, kept in rows.items()
                 }
                 for res in resolutions
-            }
-            files = {
-                split: [
-                    {
-                        "key": samples[i].key,
-                        "image": samples[i].image,
-                        "image_sha256": results[i].image_sha256,
-                        "image_bytes": results[i].image_bytes,
-                        "mask": samples[i].mask,
-                        "mask_sha256": results[i].mask_sha256,
-                        "mask_bytes": results[i].mask_bytes,
-                    }
-                    for i in kept
-                ]
-                for split, kept in rows.items()
             }
             meta = {
                 "source_root": str(root),
                 "split_rule": layout.split_rule,
                 "preprocessing": "centre square crop; images bilinear, masks binarised (>127) then nearest",
-                "files": files,
+                "files": {split: _file_records(samples, results, kept) for split, kept in rows.items()},
                 "skipped": [{"path": Path(p).relative_to(root).as_posix(), "error": e} for p, e in skipped],
             }
             write_task(dest.parent, name, layout.kind, splits, meta)
