@@ -59,6 +59,7 @@ class PoolTree:
     ids: list[str]  # readable samples, as the manifest must list them
     corrupt: Path
     videos: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (video, frame) where parsed
+    labels: dict[str, str] = field(default_factory=dict)  # id -> class folder, for labelled files
 
 
 def make_pool_tree(source: str, root: Path) -> PoolTree:
@@ -79,7 +80,7 @@ def make_pool_tree(source: str, root: Path) -> PoolTree:
             "labelled_images/Polyp/0728084c8da942d9_22803.jpg",
             "labelled_images/Normal clean mucosa/04a78ef00c5245e0_10238.jpg",
             "labelled_images/Normal clean mucosa/04a78ef00c5245e0_10239.jpg",
-            "unlabelled_images/3c8d5f0f1a2b4c6d_00017.jpg",
+            "unlabelled_images/part-01/3c8d5f0f1a2b4c6d_00017.jpg",
         ]
         corrupt = "labelled_images/Ulcer/1e3c1a9b7d2f4e5a_00421.jpg"
     elif source == "gastrovision":
@@ -102,6 +103,9 @@ def make_pool_tree(source: str, root: Path) -> PoolTree:
         sorted(f"{source}/{Path(rel).with_suffix('').as_posix()}" for rel in files),
         root / corrupt,
     )
+    for rel in files:
+        if not rel.startswith(("unlabeled-images/", "unlabelled_images/")):
+            tree.labels[f"{source}/{Path(rel).with_suffix('').as_posix()}"] = Path(rel).parent.name
     if source == "kvasir-capsule":
         for sample_id in tree.ids:
             video, frame = Path(sample_id).name.split("_")

@@ -100,6 +100,7 @@ def test_each_pool_source_layout_is_ingested(tmp_path, capsys, source):
         assert record["source"] == source
         assert np.array_equal(image, expected_image(source_file, 32))
         assert (record["video"], record["frame"]) == tree.videos.get(record["id"], (record["id"], 0))
+        assert record.get("label") == tree.labels.get(record["id"])
     meta = json.loads((tmp_path / "pool" / "pool.json").read_text())
     assert meta["sources"][source]["root"] == str(tree.root.resolve())
     assert [s["path"] for s in meta["sources"][source]["skipped"]] == [

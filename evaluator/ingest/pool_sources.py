@@ -40,19 +40,22 @@ _CAPSULE_NAME = re.compile(r"^(?P<video>[0-9a-f]{6,})_(?P<frame>\d+)$")
 
 
 def _parts(root: Path, parts: list[tuple[str, bool]], layout: str) -> Found:
-    """Files of each layout folder present under `root`; a present but imageless folder is an error."""
-    present = [(folder, recursive) for folder, recursive in parts if (root / folder).is_dir()]
+    """Files of each (folder, labelled) part present under `root`; a present but imageless folder is an error.
+
+    A labelled part is searched recursively and its files' class is their folder; an unlabelled part's files
+    get no label, even in subfolders (those group files, they do not classify them).
+    """
+    present = [(folder, labelled) for folder, labelled in parts if (root / folder).is_dir()]
     if not present:
-        raise IngestError(
-            f"{root}: no {layout} layout here: expected {' and/or '.join(f'{root}/{f}/' for f, _ in parts)}{_hint(root)}"
-        )
+        expected = " and/or ".join(f"{root}/{folder}/" for folder, _ in parts)
+        raise IngestError(f"{root}: no {layout} layout here: expected {expected}{_hint(root)}")
     found: Found = []
-    for folder, recursive in present:
-        files = image_files(root / folder, recursive=recursive)
+    for folder, labelled in present:
+        files = image_files(root / folder, recursive=True)
         if not files:
             raise IngestError(f"no images found under {root / folder}")
         for path in files:
-            label = path.parent.name if recursive and path.parent != root / folder else None
+            label = path.parent.name if labelled and path.parent != root / folder else None
             found.append((folder, path, label))
     return found
 
@@ -69,7 +72,7 @@ def _hyper_kvasir(root: Path) -> Found:
 
 
 def _kvasir_capsule(root: Path) -> Found:
-    return _parts(root, [("labelled_images", True), ("unlabelled_images", True)], "Kvasir-Capsule")
+    return _parts(root, [("labelled_images", True), ("unlabelled_images", False)], "Kvasir-Capsule")
 
 
 def _gastrovision(root: Path) -> Found:
