@@ -416,3 +416,12 @@ def test_refuses_to_add_to_what_it_did_not_write(tmp_path, capsys):
         "64",
     )
     assert code == 2 and "holds resolutions [16, 32], not [64]" in err
+
+
+def test_ingest_code_never_imports_torch():
+    """Ingestion runs on a data machine with PIL and numpy only."""
+    modules = "cli decoding destination imaging pool pool_sources resolutions task task_layouts tree verify"
+    code = "import sys\n" + "".join(f"import evaluator.ingest.{m}\n" for m in modules.split())
+    code += "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'torchvision')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
