@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,15 +83,6 @@ def _rehash(files: list[RecordedFile], report: VerifyReport, workers: int, progr
     report.files_checked += len(files)
 
 
-def _check(report: VerifyReport, check: Callable[[], None]) -> bool:
-    try:
-        check()
-    except StoreError as exc:
-        report.problems.append(str(exc))
-        return False
-    return True
-
-
 def verify_pool(
     path: Path, *, roots: dict[str, Path], workers: int, progress: bool | None = None
 ) -> VerifyReport:
@@ -103,11 +94,13 @@ def verify_pool(
         report.problems.append(str(exc))
         return report
     for res in pool.resolutions:
-        if _check(report, lambda res=res: pool.images(res)):
+        try:
+            pool.images(res)  # loads the header and maps the data: a short or reshaped file fails here
             report.arrays_checked += 1
-    if len(pool.index_of) != pool.size:
-        seen: set[str] = set()
-        duplicates = [i for i in pool.ids if i in seen or seen.add(i)]
+        except StoreError as exc:
+            report.problems.append(str(exc))
+    duplicates = [sample_id for sample_id, n in Counter(pool.ids).items() if n > 1]
+    if duplicates:
         report.problems.append(
             f"{path / 'manifest.jsonl'}: {len(duplicates)} duplicate ID(s), e.g. {duplicates[0]!r}"
         )
