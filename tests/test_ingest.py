@@ -1,4 +1,4 @@
-"""`delbench ingest` on fixture trees in each of the eleven published layouts (see ingest_trees.py)."""
+"""`delbench ingest` on fixture trees in each of the eleven published layouts (see ingest_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -14,46 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ingest_trees import make_pool_tree, make_task_tree, write_image, write_mask
 from PIL import Image
 
-from delbench.cli import main
 from evaluator.ingest.task_layouts import hash_split
 from evaluator.store import TASK_NAMES, PoolWriter, open_pool, open_task
+from tests.ingest_fixtures import (
+    RES,
+    ingest_pool,
+    ingest_task,
+    make_pool_tree,
+    make_task_tree,
+    run,
+    write_image,
+    write_mask,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-RES = "16,32"
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse refusing an argument
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def ingest_pool(capsys, tree, pool: Path, *extra) -> tuple[int, str, str]:
-    argv = ["ingest", "pool", "--source", tree.source, tree.root, "--into", pool, "--resolutions", RES]
-    return run(capsys, *argv, "--workers", "1", "--no-progress", *extra)
-
-
-def ingest_task(capsys, name: str, root: Path, tasks: Path, *extra) -> tuple[int, str, str]:
-    argv = [
-        "ingest",
-        "task",
-        name,
-        root,
-        "--into",
-        tasks,
-        "--resolutions",
-        RES,
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
-    return run(capsys, *argv, *extra)
 
 
 def expected_image(path: Path, res: int) -> np.ndarray:

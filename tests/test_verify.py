@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-from ingest_trees import make_pool_tree, make_task_tree
-from test_ingest import ingest_pool, ingest_task, run
+
+from tests.ingest_fixtures import ingest_pool, ingest_task, make_pool_tree, make_task_tree, run
 
 
 def _pool(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Small fixture trees in each of the eleven published layouts (3 pool sources + 8 tasks), written with PIL.
+"""Fixtures of the ingest tests: small trees in each of the eleven published layouts (3 pool sources + 8
+tasks), written with PIL, and helpers that run `delbench ingest` on them in this process.
 
 Every tree holds a few tiny real image files (JPEG, PNG or TIFF as the publisher ships them), masks where the
 set has them, and one corrupt file: an image cut short, which PIL refuses to decode. Builders return what an
@@ -14,6 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from delbench.cli import main
+
+RES = "16,32"  # stored resolutions; 32 is the micro test tier's
 IMAGE_SIZE = (40, 30)  # width, height: not square, so the centre crop matters
 
 
@@ -197,3 +201,34 @@ def make_task_tree(name: str, root: Path) -> TaskTree:
         write_mask(root / "data_C2/masks_C2/C2_cut_mask.jpg")
         return TaskTree(root, name, count, corrupt)
     raise ValueError(name)
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refusing an argument
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def ingest_pool(capsys, tree, pool: Path, *extra) -> tuple[int, str, str]:
+    argv = ["ingest", "pool", "--source", tree.source, tree.root, "--into", pool, "--resolutions", RES]
+    return run(capsys, *argv, "--workers", "1", "--no-progress", *extra)
+
+
+def ingest_task(capsys, name: str, root: Path, tasks: Path, *extra) -> tuple[int, str, str]:
+    argv = [
+        "ingest",
+        "task",
+        name,
+        root,
+        "--into",
+        tasks,
+        "--resolutions",
+        RES,
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    return run(capsys, *argv, *extra)
