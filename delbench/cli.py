@@ -15,6 +15,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluator.cli", "run the fixed protocol on a selection: MAE pretraining + eight finetunes"),
     "normdel": ("evaluator.cli", "print NormDEL for an mIoU and a retained fraction"),
     "tiers": ("evaluator.cli", "list the protocol tiers with their hashes"),
+    "embed": (
+        "evaluator.baselines.cli",
+        "embed every pool image with the tier's full-pool MAE encoder (cached)",
+    ),
+    "select": (
+        "evaluator.baselines.cli",
+        "pick a subset with a baseline: random, meddel, semdedup, hard, prototype",
+    ),
+    "baselines": ("evaluator.baselines.cli", "evaluate every baseline at several ratios; write the table"),
 }
 
 

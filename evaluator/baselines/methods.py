@@ -221,7 +221,7 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "meddel",
-            "MedDEL, Algorithm 1 of the DataDEL paper (Zhang et al., built on SemDeDup): spherical k-means, "
+            "MedDEL, Algorithm 1 of the DataDEL benchmark paper (built on SemDeDup): spherical k-means, "
             "drop points whose cosine distance to their centroid exceeds eps (outliers), then in each cluster "
             "drop the member farther from the centroid of every pair with cosine > eta",
             needs=("embeddings",),
