@@ -119,6 +119,8 @@ def run_select(argv: list[str]) -> int:
         return _fail("select", f"{exc}; nothing written", EXIT_UNREACHABLE)
     except (SelectError, FeaturesError, StoreError, ValueError) as exc:
         return _fail("select", str(exc))
+    from evaluator.baselines.table import write_ids
+
     write_ids(args.out, [pool.ids[i] for i in selected.indices])
     print(describe(selected, asked=args.ratio, out=args.out))
     return 0
@@ -128,11 +130,6 @@ def _tier_hash(name: str) -> str:
     from evaluator.tier import load_tier
 
     return load_tier(name).hash
-
-
-def write_ids(path: Path, ids: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
 
 
 def describe(selected, *, asked: float | None, out: Path | None = None) -> str:
@@ -167,7 +164,7 @@ def embed_parser() -> argparse.ArgumentParser:
         "--checkpoint", type=Path, help="use this encoder file instead of the full-pool pretraining"
     )
     parser.add_argument(
-        "--cache", type=Path, default=Path("runs/cache"), help="pretraining cache folder (default runs/cache)"
+        "--cache", type=Path, help="pretraining cache folder (default $DELBENCH_CACHE or ~/.cache/delbench)"
     )
     parser.add_argument("--seed", type=int, default=None, help="pretraining seed (default: the tier's)")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -180,6 +177,7 @@ def run_embed(argv: list[str]) -> int:
     args = embed_parser().parse_args(argv)
     from evaluator.baselines.embed import embed_pool
     from evaluator.baselines.features import FeaturesError
+    from evaluator.cli import default_cache_dir
     from evaluator.store import StoreError, open_pool
     from evaluator.tier import load_tier
 
@@ -190,7 +188,7 @@ def run_embed(argv: list[str]) -> int:
             pool,
             tier,
             checkpoint=args.checkpoint,
-            cache_dir=args.cache,
+            cache_dir=args.cache or default_cache_dir(),
             seed=args.seed,
             device=args.device,
             batch_size=args.batch_size,
@@ -235,7 +233,7 @@ def baselines_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--tasks", type=Path, help="downstream tasks folder (default POOL/tasks)")
     parser.add_argument(
-        "--cache", type=Path, default=Path("runs/cache"), help="pretraining cache folder (default runs/cache)"
+        "--cache", type=Path, help="pretraining cache folder (default $DELBENCH_CACHE or ~/.cache/delbench)"
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="evaluation and selection seed (default: the tier's)"
@@ -252,6 +250,7 @@ def run_baselines(argv: list[str]) -> int:
     from evaluator.baselines.features import FeaturesError
     from evaluator.baselines.methods import METHODS, SelectError
     from evaluator.baselines.table import run_baselines as run_table
+    from evaluator.cli import default_cache_dir
     from evaluator.store import StoreError, open_pool
     from evaluator.tier import load_tier
 
@@ -273,7 +272,7 @@ def run_baselines(argv: list[str]) -> int:
             ratios=ratios,
             out_dir=args.out,
             tasks_dir=args.tasks or Path(args.pool) / "tasks",
-            cache_dir=args.cache,
+            cache_dir=args.cache or default_cache_dir(),
             seed=args.seed,
             device=args.device,
             reference_rows=not args.no_reference_rows,
