@@ -65,7 +65,8 @@ def main() -> int:
     k = args.k or default_k(args.n)
     print(
         f"selection bench: N = {args.n:,}, D = {args.d}, k = {k}, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs visible, device {args.device or 'cpu'}"
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs visible, device {args.device or 'cpu'}, "
+        f"load average {os.getloadavg()[0]:.1f} (other jobs on these cores slow every figure)"
     )
     raw, _ = timed("make synthetic embeddings", lambda: synthetic_embeddings(args.n, args.d))
     x, _ = timed("L2-normalise", lambda: l2_normalize(raw))

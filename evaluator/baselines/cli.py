@@ -170,6 +170,7 @@ def embed_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--force", action="store_true", help="recompute even when cached")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -177,7 +178,7 @@ def run_embed(argv: list[str]) -> int:
     args = embed_parser().parse_args(argv)
     from evaluator.baselines.embed import embed_pool
     from evaluator.baselines.features import FeaturesError
-    from evaluator.cli import default_cache_dir
+    from evaluator.cli import StageProgress, default_cache_dir
     from evaluator.store import StoreError, open_pool
     from evaluator.tier import load_tier
 
@@ -193,6 +194,7 @@ def run_embed(argv: list[str]) -> int:
             device=args.device,
             batch_size=args.batch_size,
             force=args.force,
+            progress=StageProgress(enabled=not args.quiet),
             log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
     except (FeaturesError, StoreError, ValueError, FileNotFoundError) as exc:
@@ -242,6 +244,9 @@ def baselines_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-reference-rows", action="store_true", help="skip the full-pool and no-pretraining rows"
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (the per-evaluation lines stay)"
+    )
     return parser
 
 
@@ -250,7 +255,7 @@ def run_baselines(argv: list[str]) -> int:
     from evaluator.baselines.features import FeaturesError
     from evaluator.baselines.methods import METHODS, SelectError
     from evaluator.baselines.table import run_baselines as run_table
-    from evaluator.cli import default_cache_dir
+    from evaluator.cli import StageProgress, default_cache_dir
     from evaluator.store import StoreError, open_pool
     from evaluator.tier import load_tier
 
@@ -276,6 +281,7 @@ def run_baselines(argv: list[str]) -> int:
             seed=args.seed,
             device=args.device,
             reference_rows=not args.no_reference_rows,
+            progress=StageProgress(enabled=not args.quiet),
             log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
     except (FeaturesError, SelectError, StoreError, ValueError) as exc:

@@ -28,6 +28,8 @@ from evaluator.baselines.features import FeaturesError, FeatureSet, find_feature
 from evaluator.store import Pool
 from evaluator.tier import Tier
 
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as the protocol reports it
+
 MASK_DRAWS = 4
 LOSS_BATCH = (
     256  # masks are drawn per batch, so the loss batch is fixed to keep losses independent of --batch-size
@@ -113,6 +115,7 @@ def embed_pool(
     device: str | None = None,
     batch_size: int = 256,
     force: bool = False,
+    progress: ProgressFn | None = None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> tuple[FeatureSet, bool]:
     """Compute (or find cached) the pool's features; returns (feature set, whether it was cached)."""
@@ -126,7 +129,7 @@ def embed_pool(
             f"full-pool encoder for tier {tier.name}: pretraining on all {pool.size:,} images, or reusing the cache"
         )
         result = full_pool_encoder(
-            pool, tier, seed=seed, cache_dir=cache_dir, device=device, progress=_bar("pretrain")
+            pool, tier, seed=seed, cache_dir=cache_dir, device=device, progress=progress
         )
         encoder_path, source = result.encoder_path, "full-pool"
         log(
@@ -143,7 +146,9 @@ def embed_pool(
     encoder, mae = load_mae(encoder_path, tier)
     if mae is None:
         log(f"{encoder_path} holds no decoder: embeddings only, so `hard` cannot run on them")
-    embeddings, losses, dev = compute_features(pool, tier, encoder, mae, device=device, batch_size=batch_size)
+    embeddings, losses, dev = compute_features(
+        pool, tier, encoder, mae, device=device, batch_size=batch_size, progress=progress
+    )
     meta = {
         "encoder_source": source,
         "encoder_path": str(encoder_path),
@@ -167,7 +172,16 @@ def embed_pool(
     return write_feature_set(pool, key, meta, embeddings, losses), False
 
 
-def compute_features(pool: Pool, tier: Tier, encoder, mae, *, device: str | None, batch_size: int):
+def compute_features(
+    pool: Pool,
+    tier: Tier,
+    encoder,
+    mae,
+    *,
+    device: str | None,
+    batch_size: int,
+    progress: ProgressFn | None = None,
+):
     """(embeddings float32 [N, D], losses float32 [N] or None, device name) over the whole pool."""
     import torch
 
@@ -178,19 +192,17 @@ def compute_features(pool: Pool, tier: Tier, encoder, mae, *, device: str | None
     images = pool.images(tier.resolution)
     encoder = encoder.to(dev).eval()
     embeddings = np.empty((pool.size, encoder.embed_dim), dtype=np.float32)
-    bar = _bar("embed")
+    progress = progress or (lambda stage, done, total: None)
     with torch.inference_mode():
         for a in range(0, pool.size, batch_size):
             x = to_model_input(images[a : a + batch_size], dev, size=tier.resolution)
             tokens = encoder.forward_features(x)  # [B, 1 + L, D], CLS first
             embeddings[a : a + len(x)] = tokens[:, 1:].mean(1).float().cpu().numpy()
-            bar("embed", min(a + batch_size, pool.size), pool.size)
+            progress("embed", min(a + batch_size, pool.size), pool.size)
         losses = None
         if mae is not None:
             mae = mae.to(dev).eval()
             losses = np.zeros(pool.size, dtype=np.float64)
-            bar = _bar("MAE loss")
-            steps = MASK_DRAWS * -(-pool.size // LOSS_BATCH)
             done = 0
             for draw in range(MASK_DRAWS):
                 for a in range(0, pool.size, LOSS_BATCH):
@@ -198,26 +210,7 @@ def compute_features(pool: Pool, tier: Tier, encoder, mae, *, device: str | None
                     x = to_model_input(images[a : a + LOSS_BATCH], dev, size=tier.resolution)
                     _, per_sample, _, _ = mae(x, tier.pretrain.mask_ratio, g)
                     losses[a : a + len(x)] += per_sample.double().cpu().numpy() / MASK_DRAWS
-                    done += 1
-                    bar("MAE loss", done, steps)
+                    done += len(x)
+                    progress("MAE loss", done, MASK_DRAWS * pool.size)
             losses = losses.astype(np.float32)
     return embeddings, losses, str(dev)
-
-
-def _bar(desc: str):
-    """A progress callback (stage, done, total) drawing one tqdm bar on stderr."""
-    from tqdm import tqdm
-
-    state: dict = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(
-                total=total, desc=desc, unit="step" if stage == "pretrain" else "batch", leave=False
-            )
-        bar = state["bar"]
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return update

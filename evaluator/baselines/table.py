@@ -84,21 +84,26 @@ def run_baselines(
     seed: int | None = None,
     device: str | None = None,
     reference_rows: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] = lambda msg: None,
-    evaluate_fn=None,
+    features: Features | None = None,
+    evaluate_fn: Callable[..., dict] | None = None,
 ) -> Table:
-    from evaluator.protocol import evaluate
-
-    evaluate_fn = evaluate_fn or evaluate
+    """Evaluate each method at each ratio (and the reference rows); `features` and `evaluate_fn` default to
+    `delbench embed`'s cached features and `protocol.evaluate` (tests pass stand-ins)."""
+    if evaluate_fn is None:
+        from evaluator.protocol import evaluate as evaluate_fn
     seed = tier.seed if seed is None else seed
     out_dir = Path(out_dir)
     (out_dir / "selections").mkdir(parents=True, exist_ok=True)
 
-    features = Features(size=pool.size)
-    if any(METHODS[m].needs for m in methods):
-        feature_set, cached = embed_pool(pool, tier, cache_dir=cache_dir, seed=seed, device=device, log=log)
+    if features is None and any(METHODS[m].needs for m in methods):
+        feature_set, cached = embed_pool(
+            pool, tier, cache_dir=cache_dir, seed=seed, device=device, progress=progress, log=log
+        )
         log(f"features {'from cache' if cached else 'computed'}: {feature_set.embeddings_path}")
         features = feature_set.load(pool)
+    features = features or Features(size=pool.size)
     jobs = plan_jobs(
         pool=pool,
         features=features,
@@ -115,10 +120,8 @@ def run_baselines(
     started = time.perf_counter()
     evaluated = 0
     for i, job in enumerate(jobs, 1):
-        label = f"{job.method}" + (
-            f" @ {job.ratio:g}" if job.ratio is not None and job.selection is not None else ""
-        )
-        if job.selection is not None and job.method != "full pool":
+        label = job.method + (f" @ {job.ratio:g}" if job.method in METHODS else "")
+        if job.method in METHODS:
             name = f"{job.method}-{job.ratio:g}.txt"
             write_ids(out_dir / "selections" / name, job.selection.ids)
         key = job.selection.selection_hash if job.selection else "none"
@@ -145,7 +148,7 @@ def run_baselines(
                 tier=tier,
                 seed=seed,
                 cache_dir=cache_dir,
-                progress=_progress(),
+                progress=progress,
                 device=device,
             )
             evaluated += 1
@@ -239,9 +242,3 @@ def write_ids(path: Path, ids: list[str]) -> None:
     """A selection file: one ID a line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
-
-
-def _progress():
-    from evaluator.cli import StageProgress
-
-    return StageProgress()
