@@ -67,6 +67,18 @@ def test_meddel_drops_planted_duplicates_and_outliers(pool):
     assert selected.info["outliers"] == int((kind == "outlier").sum())
 
 
+def test_meddel_outlier_share_reads_eps_off_the_pool(pool):
+    """--outlier-share F drops the F farthest from their centroid: here exactly the planted outliers."""
+    features, kind, group = pool
+    share = (kind == "outlier").mean()
+    selected = select("meddel", features, Options(eta=0.9, outlier_share=float(share), k=12))
+    assert selected.info["outliers"] == int((kind == "outlier").sum())
+    assert 0 < selected.info["eps"] < 0.9
+    assert planted_scores(selected.indices, kind, group, outliers_planted=True) == (1.0, 1.0)
+    with pytest.raises(SelectError, match="outlier-share must be in"):
+        select("meddel", features, Options(eta=0.9, outlier_share=1.0))
+
+
 def test_semdedup_drops_planted_duplicates(pool):
     features, kind, group = pool
     selected = select("semdedup", features, Options(eta=0.9, k=12))

@@ -65,6 +65,11 @@ def select_parser() -> argparse.ArgumentParser:
         "--eps", type=float, help="meddel: outlier cut, cosine distance to the centroid (default 0.9)"
     )
     parser.add_argument(
+        "--outlier-share",
+        type=float,
+        help="meddel: instead of --eps, drop this share farthest from their centroid (eps read off the pool)",
+    )
+    parser.add_argument(
         "--eta", type=float, help="meddel/semdedup: duplicate threshold on cosine (instead of --ratio)"
     )
     parser.add_argument(
@@ -98,6 +103,8 @@ def run_select(argv: list[str]) -> int:
 
     if args.method not in METHODS:
         return _fail("select", f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
+    if args.eps is not None and args.outlier_share is not None:
+        return _fail("select", "give --eps or --outlier-share, not both")
     try:
         pool = open_pool(args.pool)
         features = Features(size=pool.size)
@@ -109,6 +116,7 @@ def run_select(argv: list[str]) -> int:
             seed=args.seed,
             k=args.k,
             eps=MEDDEL_EPS if args.eps is None else args.eps,
+            outlier_share=args.outlier_share,
             eta=args.eta,
             keep=args.keep,
             kmeans_backend=args.kmeans,
@@ -138,7 +146,7 @@ def describe(selected, *, asked: float | None, out: Path | None = None) -> str:
     head += f", asked {asked:.2%})" if asked is not None else ")"
     details = [
         f"{k} = {info[k]}"
-        for k in ("k", "eps", "outliers", "eta", "keep", "kmeans_backend")
+        for k in ("k", "eps", "outlier_share", "outliers", "eta", "keep", "kmeans_backend")
         if info.get(k) is not None
     ]
     return head + (f"; {', '.join(details)}" if details else "") + (f" -> {out}" if out else "")

@@ -49,6 +49,7 @@ class Options:
     seed: int = 0
     k: int | None = None  # clusters; None = sqrt(N)
     eps: float | None = MEDDEL_EPS  # meddel: outlier cut, cosine distance to the centroid
+    outlier_share: float | None = None  # meddel: set eps to drop this share farthest from their centroid
     eta: float | None = None  # meddel/semdedup: duplicate threshold on cosine similarity
     keep: str = "nearest"  # semdedup: which member of a duplicate group survives
     kmeans_backend: str = "auto"
@@ -142,7 +143,7 @@ def _dedup(
     x = _unit(features, memo)
     clustering = _clustering(features, options, memo)
     key = ("pairs", _kmeans_key(features, options), eps, nearest_first)
-    scores, distance = memo.get(
+    scores, _ = memo.get(
         key, lambda: dedup_scores(x, clustering, eps=eps, nearest_first=nearest_first, device=options.device)
     )
     info = {**_cluster_info(clustering), "eps": eps, "outliers": int(scores.excluded.sum())}
@@ -182,9 +183,18 @@ def _dedup_to_ratio(scores: PairwiseScores, ratio: float, size: int, info: dict)
 
 
 def _run_meddel(features: Features, options: Options, memo: _Memo) -> Selected:
-    if options.eps is None or options.eps < 0:
-        raise SelectError(f"meddel needs eps >= 0 (a cosine distance in [0, 2]); got {options.eps!r}")
-    return _dedup(features, options, memo, eps=float(options.eps), nearest_first=True)
+    share = options.outlier_share
+    if share is None:
+        if options.eps is None or options.eps < 0:
+            raise SelectError(f"meddel needs eps >= 0 (a cosine distance in [0, 2]); got {options.eps!r}")
+        return _dedup(features, options, memo, eps=float(options.eps), nearest_first=True)
+    if not 0 <= share < 1:
+        raise SelectError(f"--outlier-share must be in [0, 1), got {share!r}")
+    # The same outlier rule with eps read off this pool's distances: the share farthest from their centroid.
+    distance = 1.0 - _clustering(features, options, memo).cosine_to_centroid(_unit(features, memo))
+    eps = float(np.quantile(distance.astype(np.float64), 1.0 - share))
+    selected = _dedup(features, options, memo, eps=eps, nearest_first=True)
+    return Selected(selected.indices, selected.pool_size, {**selected.info, "outlier_share": share})
 
 
 def _run_semdedup(features: Features, options: Options, memo: _Memo) -> Selected:
@@ -225,7 +235,7 @@ METHODS: dict[str, Method] = {
             "drop points whose cosine distance to their centroid exceeds eps (outliers), then in each cluster "
             "drop the member farther from the centroid of every pair with cosine > eta",
             needs=("embeddings",),
-            options=("k", "eps", "eta"),
+            options=("k", "eps", "outlier_share", "eta"),
             exact_ratio=False,
             run=_run_meddel,
         ),
