@@ -227,3 +227,14 @@ def test_unreachable_ratio_says_why(pool):
     # One survivor per cluster is the floor: 100 clusters cannot give 5 samples.
     with pytest.raises(RatioUnreachable, match="lower --k"):
         select("semdedup", features, Options(ratio=5 / features.size, k=100))
+
+
+def test_a_shared_cache_never_crosses_pools(pool):
+    features, _, _ = pool
+    other, _, _ = planted_pool(seed=5)
+    other = Features(len(other), other)
+    cache: dict = {}
+    select("prototype", features, Options(ratio=0.3, k=12), cache=cache)
+    shared = select("prototype", other, Options(ratio=0.3, k=12), cache=cache)
+    fresh = select("prototype", other, Options(ratio=0.3, k=12))
+    np.testing.assert_array_equal(shared.indices, fresh.indices)

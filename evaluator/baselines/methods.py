@@ -83,10 +83,17 @@ class Method:
 
 
 class _Memo:
-    """Shares the normalised embeddings, clusterings and pairwise scores between calls on one pool."""
+    """Shares the normalised embeddings, clusterings and pairwise scores between calls on one pool.
 
-    def __init__(self, cache: dict | None):
+    A cache dict handed in with other embeddings than last time is emptied first, so it can never serve
+    one pool's clustering to another.
+    """
+
+    def __init__(self, cache: dict | None, features: Features):
         self.cache = {} if cache is None else cache
+        if self.cache.get("embeddings") is not features.embeddings:
+            self.cache.clear()
+            self.cache["embeddings"] = features.embeddings
 
     def get(self, key, make):
         if key not in self.cache:
@@ -99,7 +106,7 @@ def _unit(features: Features, memo: _Memo) -> np.ndarray:
 
 
 def _kmeans_key(features: Features, options: Options) -> tuple:
-    k = options.k or default_k(features.size)
+    k = default_k(features.size) if options.k is None else options.k
     return ("kmeans", k, options.seed, options.kmeans_backend, options.niter, options.device)
 
 
@@ -283,7 +290,7 @@ def select(name: str, features: Features, options: Options, *, cache: dict | Non
             target_count(options.ratio, max(features.size, 1))  # validates the range before any work
         except ValueError as exc:
             raise SelectError(str(exc)) from None
-    elif name != "meddel" and name != "semdedup":
+    elif "eta" not in method.options:
         raise SelectError(f"{name} needs --ratio")
     for need in method.needs:
         array = getattr(features, need)
@@ -291,6 +298,6 @@ def select(name: str, features: Features, options: Options, *, cache: dict | Non
             raise SelectError(f"{name} needs the pool's {need}; compute them with `delbench embed`")
         if len(array) != features.size:
             raise SelectError(f"{need} have {len(array):,} rows but the pool has {features.size:,} samples")
-    selected = method.run(features, options, _Memo(cache))
+    selected = method.run(features, options, _Memo(cache, features))
     info = {"method": name, "seed": options.seed, **selected.info, "n": selected.n, "R": selected.ratio}
     return Selected(selected.indices, selected.pool_size, info)
