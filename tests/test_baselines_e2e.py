@@ -97,6 +97,11 @@ def test_embed_with_a_checkpoint_lacking_the_decoder(embedded, tmp_path):
         and "no such encoder file" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    garbage = run_cli(
+        "embed", "--pool", pool_dir, "--tier", MICRO_TIER, "--checkpoint", tmp_path / "garbage.pt"
+    )
+    assert garbage.returncode == 2 and "not an encoder for tier micro" in garbage.stderr
 
 
 def test_baselines_command_writes_the_table(embedded, tmp_path):

@@ -94,14 +94,20 @@ def load_mae(path: Path, tier: Tier):
     from evaluator.mae import build_mae
     from evaluator.protocol import load_encoder
 
-    encoder = load_encoder(path, tier)
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        encoder = load_encoder(path, tier)
+    except ValueError:
+        raise  # load_encoder's own message (another tier's encoder)
+    except Exception as exc:  # unpickling, a wrong file, weights of another shape: all mean "not usable"
+        raise FeaturesError(
+            f"{path}: not an encoder for tier {tier.name} ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     decoder = saved.get("decoder") if isinstance(saved, dict) else None
     if decoder is None:
         return encoder, None
     mae = build_mae(tier)
-    state = {f"encoder.{k}": v for k, v in saved["encoder"].items()} | dict(decoder)
-    mae.load_state_dict(state)
+    mae.load_state_dict({f"encoder.{k}": v for k, v in saved["encoder"].items()} | dict(decoder))
     return mae.encoder, mae
 
 

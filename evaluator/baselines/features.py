@@ -71,7 +71,7 @@ def find_feature_set(
     sets = list_feature_sets(pool_path)
     hint = f"run `delbench embed --pool {pool_path} --tier TIER` first"
     if key is not None:
-        matches = [s for s in sets if s.key == key or str(s.embeddings_path) == key]
+        matches = [s for s in sets if s.key == key or s.embeddings_path.resolve() == Path(key).resolve()]
         if not matches:
             raise FeaturesError(f"no features {key!r} in {features_dir(pool_path)}; {hint}")
         return matches[0]
