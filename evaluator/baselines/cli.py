@@ -161,7 +161,7 @@ def embed_parser() -> argparse.ArgumentParser:
         description=(
             "Embed every pool image (mean of the encoder's final patch tokens) and score its MAE reconstruction "
             "loss, cached under POOL/embeddings/. The encoder is DELBench's own MAE pretrained on the whole pool "
-            "for the tier (the 100%% baseline's pretraining, cached), or --checkpoint."
+            "for the tier (the 100 % baseline's pretraining, cached), or --checkpoint."
         ),
     )
     parser.add_argument("--pool", required=True, help="pool folder")

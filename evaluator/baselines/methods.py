@@ -177,8 +177,8 @@ def _dedup_to_ratio(scores: PairwiseScores, ratio: float, size: int, info: dict)
         elif selected.n > n:
             floor = int(np.isneginf(scores.max_sim).sum())
             why = (
-                f"even the lowest eta keeps one sample per cluster ({floor:,} of k = {info['k']}) and every "
-                f"sample tied with it: lower --k"
+                f"even the lowest eta keeps one member of every cluster ({floor:,} samples with "
+                f"k = {info['k']}): lower --k"
             )
         else:
             why = "exact duplicates tie at the same similarity, so eta cannot split them"
