@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -119,61 +119,82 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-def train_reference(
-    *,
-    blobs: Sequence[bytes],
-    tier: Tier,
-    seed: int,
-    device: torch.device,
-    steps: int | None = None,
-    num_workers: int = 0,
-    amp: bool | None = None,
-    aug_seed: int = 0,
-    on_step: Callable[[int], None] | None = None,
-) -> list[float]:
-    """Pretrain the tier's MAE on the decoded `blobs` for `steps` (default: the tier's); returns every step's loss.
+class ReferenceTrainer:
+    """The reference loop, advanced a number of steps at a time (`run(n)`), so a benchmark can interleave it.
 
-    The schedule spans the tier's full step count, as DELBench's does. `amp`: fp16 autocast with a gradient
-    scaler (default: on CUDA). `on_step(step)` is called after each step (the benchmark's clock).
+    The schedule spans `steps` (default: the tier's step count). `amp`: fp16 autocast with a gradient scaler
+    (default: on CUDA). `num_workers`: DataLoader worker processes (MAE's default is 10).
     """
-    cfg = tier.pretrain
-    total = cfg.steps
-    steps = total if steps is None else steps
-    warmup = int(total * cfg.warmup_fraction)
-    cuda = device.type == "cuda"
-    amp = cuda if amp is None else amp
-    model = build_initial_mae(tier, seed).to(device)
-    torch.manual_seed(derived_seed(seed, "reference-masks"))
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.peak_lr, betas=cfg.betas)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    params = [p for p in model.parameters() if p.requires_grad]
-    loader = torch.utils.data.DataLoader(
-        EncodedImages(blobs, tier.resolution, cfg.crop_scale),
-        batch_sampler=TierBatches(len(blobs), cfg.batch_size, seed, steps, aug_seed),
-        num_workers=num_workers,
-        pin_memory=cuda,
-    )
-    losses = []
-    model.train()
-    for step, samples in enumerate(loader):
-        lr = lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        samples = samples.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            loss, _, _, _ = model(samples, cfg.mask_ratio)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise RuntimeError(f"reference: loss is {loss_value} at step {step}")
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.norm(torch.stack([torch.norm(p.grad.detach(), 2.0) for p in params if p.grad is not None]), 2.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad()
-        if cuda:
-            torch.cuda.synchronize()
-        losses.append(loss_value)
-        if on_step:
-            on_step(step)
-    return losses
+
+    def __init__(
+        self,
+        *,
+        blobs: Sequence[bytes],
+        tier: Tier,
+        seed: int,
+        device: torch.device,
+        steps: int | None = None,
+        num_workers: int = 0,
+        amp: bool | None = None,
+        aug_seed: int = 0,
+    ):
+        self.tier, self.device = tier, device
+        self.total = tier.pretrain.steps if steps is None else steps
+        self.amp = device.type == "cuda" if amp is None else amp
+        self.model = build_initial_mae(tier, seed).to(device)
+        torch.manual_seed(derived_seed(seed, "reference-masks"))
+        self.loader = torch.utils.data.DataLoader(
+            EncodedImages(blobs, tier.resolution, tier.pretrain.crop_scale),
+            batch_sampler=TierBatches(len(blobs), tier.pretrain.batch_size, seed, self.total, aug_seed),
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        self._loop = self._steps()
+
+    def run(self, n: int) -> list[float]:
+        """Train `n` more steps; returns their losses."""
+        return [next(self._loop) for _ in range(n)]
+
+    def close(self) -> None:
+        self._loop.close()  # ends the DataLoader iterator, and with it the worker processes
+
+    def _steps(self) -> Iterator[float]:
+        cfg, model, device = self.tier.pretrain, self.model, self.device
+        warmup = int(cfg.steps * cfg.warmup_fraction)
+        cuda = device.type == "cuda"
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.peak_lr, betas=cfg.betas)
+        scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
+        params = [p for p in model.parameters() if p.requires_grad]
+        model.train()
+        for step, samples in enumerate(self.loader):
+            lr = lr_at(step, cfg.steps, cfg.peak_lr, warmup, cfg.min_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            samples = samples.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=self.amp):
+                loss, _, _, _ = model(samples, cfg.mask_ratio)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise RuntimeError(f"reference: loss is {loss_value} at step {step}")
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.norm(
+                torch.stack([torch.norm(p.grad.detach(), 2.0) for p in params if p.grad is not None]), 2.0
+            )
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad()
+            if cuda:
+                torch.cuda.synchronize()
+            yield loss_value
+
+
+def train_reference(
+    *, blobs: Sequence[bytes], tier: Tier, seed: int, device: torch.device, **options
+) -> list[float]:
+    """Pretrain with the reference loop for the tier's steps; returns every step's loss (options: ReferenceTrainer)."""
+    trainer = ReferenceTrainer(blobs=blobs, tier=tier, seed=seed, device=device, **options)
+    try:
+        return trainer.run(trainer.total)
+    finally:
+        trainer.close()
