@@ -15,8 +15,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluator.cli", "run the fixed protocol on a selection: MAE pretraining + eight finetunes"),
     "normdel": ("evaluator.cli", "print NormDEL for an mIoU and a retained fraction"),
     "tiers": ("evaluator.cli", "list the protocol tiers with their hashes"),
-    "ingest": ("evaluator.ingest.cli", "turn a real dataset download (pool source or downstream task) into a store"),
-    "verify": ("evaluator.ingest.cli", "check a pool or tasks folder and re-hash the files it was ingested from"),
+    "ingest": (
+        "evaluator.ingest.cli",
+        "turn a real dataset download (pool source or downstream task) into a store",
+    ),
+    "verify": (
+        "evaluator.ingest.cli",
+        "check a pool or tasks folder and re-hash the files it was ingested from",
+    ),
     "embed": (
         "evaluator.baselines.cli",
         "embed every pool image with the tier's full-pool MAE encoder (cached)",
