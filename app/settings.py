@@ -56,7 +56,9 @@ class Settings(BaseSettings):
         if len(token) < 32:
             problems.append("DELBENCH_ADMIN_TOKEN must be set to a random string of at least 32 characters")
         if self.database_url.startswith("sqlite"):
-            problems.append("DELBENCH_DATABASE_URL must name a PostgreSQL database (SQLite is for development)")
+            problems.append(
+                "DELBENCH_DATABASE_URL must name a PostgreSQL database (SQLite is for development)"
+            )
         if problems:
             raise ValueError("unsafe settings for production: " + "; ".join(problems))
         return self

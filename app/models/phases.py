@@ -45,7 +45,9 @@ class Phase(Base):
     pool_dir: Mapped[str] = mapped_column(String(500))
     tasks_dir: Mapped[str | None] = mapped_column(String(500))  # None: POOL/tasks
     tier: Mapped[str] = mapped_column(String(500))  # a tier name (`synth-tiny`) or the path of a tier file
-    seeds: Mapped[int] = mapped_column(Integer, default=1)  # each submission is evaluated under this many seeds
+    seeds: Mapped[int] = mapped_column(
+        Integer, default=1
+    )  # each submission is evaluated under this many seeds
     quota_per_day: Mapped[int | None] = mapped_column(Integer)  # per team, per UTC day; None: no limit
     quota_total: Mapped[int | None] = mapped_column(Integer)  # per team over the phase; None: no limit
     opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -63,7 +65,9 @@ class Phase(Base):
         return Path(self.tasks_dir) if self.tasks_dir else Path(self.pool_dir) / "tasks"
 
     def is_open(self, now: datetime) -> bool:
-        return (self.opens_at is None or now >= self.opens_at) and (self.closes_at is None or now < self.closes_at)
+        return (self.opens_at is None or now >= self.opens_at) and (
+            self.closes_at is None or now < self.closes_at
+        )
 
     def results_public(self) -> bool:
         return self.results_visibility == Visibility.public or self.published

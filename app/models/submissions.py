@@ -90,7 +90,9 @@ class Submission(Base):
     stages: Mapped[list[EvaluationStage]] = relationship(
         back_populates="submission", order_by="EvaluationStage.id", cascade="all, delete-orphan"
     )
-    runs: Mapped[list[EvaluationRun]] = relationship(order_by="EvaluationRun.seed", cascade="all, delete-orphan")
+    runs: Mapped[list[EvaluationRun]] = relationship(
+        order_by="EvaluationRun.seed", cascade="all, delete-orphan"
+    )
     results: Mapped[list[Result]] = relationship(order_by="Result.id", cascade="all, delete-orphan")
 
 
@@ -102,12 +104,16 @@ class EvaluationStage(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
     seed: Mapped[int] = mapped_column(Integer)  # `validate` runs once, under the first seed
     name: Mapped[str] = mapped_column(String(64))  # validate, pretrain, finetune:<dataset>, aggregate
-    status: Mapped[StageStatus] = mapped_column(str_enum(StageStatus, "stage_status"), default=StageStatus.pending)
+    status: Mapped[StageStatus] = mapped_column(
+        str_enum(StageStatus, "stage_status"), default=StageStatus.pending
+    )
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
     task_id: Mapped[str | None] = mapped_column(String(200))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the lease: stale means the holder died
+    heartbeat_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime
+    )  # the lease: stale means the holder died
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     seconds: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,54 @@
+"""Builds the FastAPI app: `uvicorn app.main:create_app --factory` (or `delbench serve`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.main import api_router
+from app.api.routes import health
+from app.db import make_engine, make_session_factory
+from app.errors import error_body, install_error_handlers
+from app.settings import Settings, get_settings
+from worker.celery_app import create_celery
+
+FORM_OVERHEAD = 1024 * 1024  # room for the multipart envelope and the text fields around the file
+
+
+class UploadLimit:
+    """Refuses a body larger than the upload limit from its Content-Length, before it is parsed or spooled."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length and length.isdigit() and int(length) > self.max_bytes + FORM_OVERHEAD:
+                from fastapi.responses import JSONResponse
+
+                message = (
+                    f"request body is {int(length):,} bytes; the selection file limit is {self.max_bytes:,}"
+                )
+                await JSONResponse(error_body("too_large", message), status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="DELBench",
+        description="Evaluation server for medical data-effective learning: submit a pretraining subset, get "
+        "its downstream mIoU and NormDEL on the leaderboard.",
+        version="1",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.celery = create_celery(settings)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router)
+    app.add_middleware(UploadLimit, max_bytes=settings.upload_max_bytes)
+    return app
