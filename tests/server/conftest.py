@@ -1,0 +1,281 @@
+"""Fixtures for the server tests: real databases (SQLite, PostgreSQL), real brokers (the filesystem broker,
+Redis), a small synthetic pool, and helpers to seed teams and phases through the service functions.
+
+Two stacks: `embedded` (SQLite + filesystem broker, the demo's) and `production` (PostgreSQL + Redis). Each
+test gets a clean database: SQLite copies a migrated template file, PostgreSQL truncates every table of a
+database migrated once per session. Redis keys carry a per-session prefix, so runs never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, make_session_factory, migrate, session_scope
+from app.models import Base
+from app.services.phases import create_benchmark, create_phase
+from app.services.teams import create_team, create_token
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379"
+POOL_SIZE = 480
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def need_postgres() -> None:
+    if not port_open(5432):
+        pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432 (scripts/services.sh starts it)")
+
+
+def need_redis() -> None:
+    if not port_open(6379):
+        pytest.skip("Redis does not answer on 127.0.0.1:6379 (scripts/services.sh starts it)")
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+@pytest.fixture(scope="session")
+def pool_dir(tmp_path_factory) -> Path:
+    """A 480-frame synthetic pool at 32 px (the micro tier's resolution) with its eight tasks."""
+    from evaluator.synth import generate
+
+    out = tmp_path_factory.mktemp("pool") / "pool"
+    generate(out, seed=0, size=POOL_SIZE, resolution=32)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pool_ids(pool_dir) -> list[str]:
+    from evaluator.store import open_pool
+
+    return open_pool(pool_dir).ids
+
+
+# ------------------------------------------------------------------------------------- databases
+
+
+class PostgresServer:
+    """Creates throw-away databases on the local PostgreSQL (the `test` database is only for connecting)."""
+
+    def __init__(self):
+        self.engine = make_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"dlbt_{uuid.uuid4().hex[:12]}"
+        with self.engine.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        migrate(url)
+        return url
+
+    def drop_all(self) -> None:
+        with self.engine.connect() as c:
+            for name in self.created:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    need_postgres()
+    server = PostgresServer()
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_session_url(postgres) -> str:
+    return postgres.create()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+def truncate_all(engine: Engine) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as c:
+        c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+# --------------------------------------------------------------------------------------- brokers
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A key prefix for this session's Redis messages; its keys are deleted at the end."""
+    need_redis()
+    import redis
+
+    prefix = f"dlbt-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def redis_messages(prefix: str) -> int:
+    """Messages in the session's queues, by LLEN of the queue lists themselves (not through kombu)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    return sum(client.llen(k) for k in client.scan_iter(f"{prefix}*") if client.type(k) == b"list")
+
+
+def filesystem_messages(folder: Path) -> int:
+    return sum(1 for p in (folder / "queue").glob("*") if p.is_file()) if (folder / "queue").exists() else 0
+
+
+# ----------------------------------------------------------------------------------------- stacks
+
+
+@dataclass
+class Stack:
+    name: str
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    broker_messages: Callable[[], int]
+    env: dict[str, str] = field(default_factory=dict)  # the settings as environment, for subprocesses
+
+    def session(self):
+        return session_scope(self.factory)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "DELBENCH_DATABASE_URL": settings.database_url,
+        "DELBENCH_BROKER_URL": settings.broker_url,
+        "DELBENCH_RESULT_BACKEND": settings.result_backend,
+        "DELBENCH_BROKER_KEY_PREFIX": settings.broker_key_prefix,
+        "DELBENCH_DATA_DIR": str(settings.data_dir),
+        "DELBENCH_LEASE_SECONDS": str(settings.lease_seconds),
+        "DELBENCH_RECONCILE_SECONDS": str(settings.reconcile_seconds),
+        "DELBENCH_PROGRESS_INTERVAL": str(settings.progress_interval),
+    }
+    if settings.broker_dir:
+        env["DELBENCH_BROKER_DIR"] = str(settings.broker_dir)
+    return env
+
+
+def make_stack(name: str, tmp: Path, database_url: str, redis_prefix: str | None) -> Stack:
+    data = tmp / "data"
+    if name == "embedded":
+        broker_dir = tmp / "broker"
+        settings = Settings(
+            database_url=database_url,
+            broker_url="filesystem://",
+            broker_dir=broker_dir,
+            result_backend=f"file://{tmp / 'results'}",
+            data_dir=data,
+            lease_seconds=4,
+            reconcile_seconds=1,
+            progress_interval=0.2,
+        )
+        (tmp / "results").mkdir(exist_ok=True)
+        count = lambda: filesystem_messages(broker_dir)  # noqa: E731
+    else:
+        settings = Settings(
+            database_url=database_url,
+            broker_url=f"{REDIS_URL}/0",
+            result_backend=f"{REDIS_URL}/1",
+            broker_key_prefix=redis_prefix,
+            data_dir=data,
+            lease_seconds=4,
+            reconcile_seconds=1,
+            progress_interval=0.2,
+        )
+        count = lambda: redis_messages(redis_prefix)  # noqa: E731
+    engine = make_engine(database_url)
+    return Stack(name, settings, engine, make_session_factory(engine), count, settings_env(settings))
+
+
+@pytest.fixture(params=["embedded", pytest.param("production", marks=[pytest.mark.postgres, pytest.mark.redis])])
+def stack(request, tmp_path, sqlite_template) -> Iterator[Stack]:
+    """A clean database and an empty broker of one stack, for in-process API tests."""
+    if request.param == "embedded":
+        db = tmp_path / "db.sqlite"
+        shutil.copy(sqlite_template, db)
+        built = make_stack("embedded", tmp_path, f"sqlite:///{db}", None)
+    else:
+        url = request.getfixturevalue("pg_session_url")
+        prefix = request.getfixturevalue("redis_prefix") + f"{uuid.uuid4().hex[:6]}:"
+        built = make_stack("production", tmp_path, url, prefix)
+        truncate_all(built.engine)
+    yield built
+    built.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------- seeding
+
+
+@dataclass
+class Seeded:
+    phase_slug: str
+    team_id: int
+    token: str
+
+
+def seed_phase(stack: Stack, pool_dir: Path, *, slug: str = "dev", tier: str = str(MICRO_TIER), team: str = "team-a", **phase_kw) -> Seeded:
+    with stack.session() as session:
+        benchmark = create_benchmark(session=session, slug=f"bench-{slug}", name="DELBench test")
+        create_phase(session=session, benchmark=benchmark, slug=slug, name=f"phase {slug}", pool_dir=pool_dir, tier=tier, **phase_kw)
+        row = create_team(session=session, name=team)
+        _, token = create_token(session=session, team=row)
+        return Seeded(slug, row.id, token)
+
+
+def add_team(stack: Stack, name: str) -> str:
+    with stack.session() as session:
+        _, token = create_token(session=session, team=create_team(session=session, name=name))
+        return token
+
+
+# ------------------------------------------------------------------------------------- processes
+
+
+def delbench_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "delbench", *args]
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DELBENCH_")}
+    env.update(extra)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(delbench_cmd(*args), cwd=REPO, env=child_env(env or {}), capture_output=True, text=True, timeout=timeout)
