@@ -21,7 +21,9 @@ def main(command: str, argv: list[str]) -> int:
     from app.db import migrate
     from app.main import create_app
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = get_settings()
     if not args.no_migrate:
         migrate(settings.database_url)

@@ -15,7 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluator.cli", "run the fixed protocol on a selection: MAE pretraining + eight finetunes"),
     "normdel": ("evaluator.cli", "print NormDEL for an mIoU and a retained fraction"),
     "tiers": ("evaluator.cli", "list the protocol tiers with their hashes"),
-    "demo": ("app.demo", "run the whole server on embedded defaults: API, worker, synthetic pool, a demo phase"),
+    "demo": (
+        "app.demo",
+        "run the whole server on embedded defaults: API, worker, synthetic pool, a demo phase",
+    ),
     "serve": ("app.cli", "serve the API (migrates the database first)"),
     "worker": ("worker.cli", "run an evaluation worker (Celery) for the gpu and light queues"),
 }

@@ -222,7 +222,9 @@ def make_stack(name: str, tmp: Path, database_url: str, redis_prefix: str | None
     return Stack(name, settings, engine, make_session_factory(engine), count, settings_env(settings))
 
 
-@pytest.fixture(params=["embedded", pytest.param("production", marks=[pytest.mark.postgres, pytest.mark.redis])])
+@pytest.fixture(
+    params=["embedded", pytest.param("production", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
 def stack(request, tmp_path, sqlite_template) -> Iterator[Stack]:
     """A clean database and an empty broker of one stack, for in-process API tests."""
     if request.param == "embedded":
@@ -248,10 +250,26 @@ class Seeded:
     token: str
 
 
-def seed_phase(stack: Stack, pool_dir: Path, *, slug: str = "dev", tier: str = str(MICRO_TIER), team: str = "team-a", **phase_kw) -> Seeded:
+def seed_phase(
+    stack: Stack,
+    pool_dir: Path,
+    *,
+    slug: str = "dev",
+    tier: str = str(MICRO_TIER),
+    team: str = "team-a",
+    **phase_kw,
+) -> Seeded:
     with stack.session() as session:
         benchmark = create_benchmark(session=session, slug=f"bench-{slug}", name="DELBench test")
-        create_phase(session=session, benchmark=benchmark, slug=slug, name=f"phase {slug}", pool_dir=pool_dir, tier=tier, **phase_kw)
+        create_phase(
+            session=session,
+            benchmark=benchmark,
+            slug=slug,
+            name=f"phase {slug}",
+            pool_dir=pool_dir,
+            tier=tier,
+            **phase_kw,
+        )
         row = create_team(session=session, name=team)
         _, token = create_token(session=session, team=row)
         return Seeded(slug, row.id, token)
@@ -277,5 +295,14 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(delbench_cmd(*args), cwd=REPO, env=child_env(env or {}), capture_output=True, text=True, timeout=timeout)
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        delbench_cmd(*args),
+        cwd=REPO,
+        env=child_env(env or {}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -53,7 +53,13 @@ def traces(stack) -> tuple[int, int, int]:
 def test_upload_accepted_is_stored_and_queued(stack, client, pool_dir, pool_ids):
     seeded = seed_phase(stack, pool_dir)
     before = traces(stack)
-    r = upload(client, seeded.token, "\n".join(pool_ids[:48]) + "\n", method="random 10%", code_url="https://example.org/x")
+    r = upload(
+        client,
+        seeded.token,
+        "\n".join(pool_ids[:48]) + "\n",
+        method="random 10%",
+        code_url="https://example.org/x",
+    )
     assert r.status_code == 202, r.text
     body = r.json()
     assert body["status"] == "queued" and body["n"] == 48 and body["retained_fraction"] == pytest.approx(0.1)
@@ -120,7 +126,9 @@ def test_size_limit(stack, pool_dir, pool_ids):
 )
 def test_phase_outside_its_dates(stack, client, pool_dir, pool_ids, window, rule):
     now = utcnow()
-    seeded = seed_phase(stack, pool_dir, opens_at=now + timedelta(days=window[0]), closes_at=now + timedelta(days=window[1]))
+    seeded = seed_phase(
+        stack, pool_dir, opens_at=now + timedelta(days=window[0]), closes_at=now + timedelta(days=window[1])
+    )
     before = traces(stack)
     r = upload(client, seeded.token, pool_ids[0])
     assert r.status_code == 403 and r.json()["error"]["rule"] == rule
@@ -158,10 +166,17 @@ def test_request_errors(stack, client, pool_dir, pool_ids):
     r = upload(client, seeded.token, pool_ids[0], phase="nope")
     assert r.status_code == 404 and r.json()["error"]["rule"] == "phase_not_found"
     r = client.post("/api/v1/phases/dev/submissions", headers=auth(seeded.token), data={"method": "x"})
-    assert r.status_code == 422 and r.json()["error"]["rule"] == "request" and "file" in r.json()["error"]["message"]
+    assert (
+        r.status_code == 422
+        and r.json()["error"]["rule"] == "request"
+        and "file" in r.json()["error"]["message"]
+    )
     r = upload(client, seeded.token, pool_ids[0], code_url="javascript:alert(1)")
     assert r.status_code == 422 and r.json()["error"]["rule"] == "field"
-    assert client.get("/api/v1/submissions/999", headers=auth(seeded.token)).json()["error"]["rule"] == "submission_not_found"
+    assert (
+        client.get("/api/v1/submissions/999", headers=auth(seeded.token)).json()["error"]["rule"]
+        == "submission_not_found"
+    )
     assert traces(stack) == before
 
 
