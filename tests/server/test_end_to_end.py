@@ -1,0 +1,80 @@
+"""The whole service, for real: uvicorn and Celery worker processes, a broker and a database, a selection
+uploaded over HTTP, and the leaderboard compared with what `delbench evaluate` gives for that selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from app.models import EvaluationStage, Result, Submission
+from tests.server.conftest import MICRO_TIER, free_port, make_stack, run_cli, seed_phase
+from tests.server.procs import poll_submission, start_server, start_worker
+
+pytestmark = pytest.mark.slow
+
+
+def reference_results(pool_dir: Path, ids_file: Path, tmp: Path, seed: int = 0) -> dict:
+    """What a participant gets locally from the same selection, tier and seed."""
+    out = tmp / "reference.json"
+    done = run_cli(
+        "evaluate", "--pool", str(pool_dir), "--ids", str(ids_file), "--tier", str(MICRO_TIER),
+        "--seed", str(seed), "--out", str(out), "--cache", str(tmp / "ref-cache"), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+def assert_board_matches(board: dict, submission_id: int, reference: dict) -> None:
+    row = next(r for r in board["rows"] if r["submission_id"] == submission_id)
+    assert set(row["datasets"]) == set(reference["datasets"]) and len(row["datasets"]) == 8
+    for name, ref in reference["datasets"].items():
+        assert row["datasets"][name]["miou"] == pytest.approx(ref["miou"], abs=1e-6), name
+        assert row["datasets"][name]["normdel"] == pytest.approx(ref["normdel"], abs=1e-6), name
+    assert row["mean_normdel"] == pytest.approx(reference["mean_normdel"], abs=1e-6)
+    assert row["mean_miou"] == pytest.approx(reference["mean_miou"], abs=1e-6)
+    assert row["n"] == reference["n_selected"]
+    assert row["retained_fraction"] == pytest.approx(reference["retained_fraction"])
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, tmp_path):
+    stack = make_stack("production", tmp_path, postgres.create(), redis_prefix + "e2e:")
+    seeded = seed_phase(stack, pool_dir)
+    ids_file = tmp_path / "every5th.txt"
+    ids_file.write_text("\n".join(pool_ids[::5]) + "\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = start_server(stack.env, port, tmp_path)
+    worker = start_worker(stack.env, "w1", tmp_path)
+    try:
+        with open(ids_file, "rb") as f:
+            r = httpx.post(
+                f"{base}/api/v1/phases/{seeded.phase_slug}/submissions",
+                headers={"Authorization": f"Bearer {seeded.token}"},
+                files={"file": ("every5th.txt", f)},
+                data={"method": "every 5th frame"},
+                timeout=30,
+            )
+        assert r.status_code == 202, r.text
+        sid = r.json()["id"]
+        done = poll_submission(base, seeded.token, sid, until={"succeeded"}, timeout=240, procs=[api, worker])
+        assert done["progress"] == 1.0 and done["error"] is None
+        assert {s["status"] for s in done["stages"]} == {"succeeded"}
+        board = httpx.get(f"{base}/api/v1/phases/{seeded.phase_slug}/leaderboard", timeout=10).json()
+        assert [row["rank"] for row in board["rows"]] == [1]
+    finally:
+        worker.stop()
+        api.stop()
+    assert_board_matches(board, sid, reference_results(pool_dir, ids_file, tmp_path))
+    with stack.session() as session:
+        assert (
+            session.scalar(select(func.count()).select_from(Result).where(Result.submission_id == sid)) == 8
+        )
+        pretrain = session.scalar(select(EvaluationStage).where(EvaluationStage.name == "pretrain"))
+        assert pretrain.attempts == 1 and pretrain.detail["cache_hit"] is False
+        assert session.get(Submission, sid).mean_normdel == pytest.approx(board["rows"][0]["mean_normdel"])
