@@ -7,7 +7,7 @@ it ends, so a killed worker's job is not lost; light work (validation, aggregati
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.settings import Settings
 
@@ -46,8 +46,11 @@ def create_celery(settings: Settings) -> Celery:
         "delbench", broker=settings.broker_url, backend=settings.result_backend, set_as_current=False
     )
     app.conf.update(
-        task_queues=[Queue(name) for name in QUEUES],
+        # each queue its own direct exchange and routing key: a message lands in exactly one queue
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="light",
+        task_default_exchange="light",
+        task_default_routing_key="light",
         task_routes=ROUTES,
         task_acks_late=True,  # acknowledged when the task ends: a killed worker's message is not consumed
         task_reject_on_worker_lost=True,  # a pool child killed mid-task gives its message back

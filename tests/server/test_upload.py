@@ -19,6 +19,7 @@ from app.services.pipeline import fail_submission
 from app.services.submissions import SubmissionMeta, create_submission
 from app.services.teams import create_token
 from tests.server.conftest import add_team, seed_phase
+from worker.celery_app import queue_size
 
 
 @pytest.fixture
@@ -64,6 +65,8 @@ def test_upload_accepted_is_stored_and_queued(stack, client, pool_dir, pool_ids)
     body = r.json()
     assert body["status"] == "queued" and body["n"] == 48 and body["retained_fraction"] == pytest.approx(0.1)
     assert traces(stack) == (before[0] + 1, before[1] + 1, before[2] + 1)  # one row, one message, one file
+    celery = client.app.state.celery
+    assert (queue_size(celery, "light"), queue_size(celery, "gpu")) == (1, 0)  # validation comes first
     status = client.get(body["status_url"], headers=auth(seeded.token))
     assert status.status_code == 200
     sub = status.json()
