@@ -67,7 +67,8 @@ def create_celery(settings: Settings) -> Celery:
 
 
 def queue_size(app: Celery, queue: str) -> int:
-    """Messages waiting in `queue`, by a passive declare (Redis LLEN, files in the filesystem broker...)."""
+    """Messages waiting in `queue` (Redis LLEN, files in the filesystem broker...), by a declare: a passive
+    one answers NOT_FOUND on Redis with a key prefix (kombu checks the unprefixed key); declaring an
+    existing queue changes nothing."""
     with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        return channel.queue_declare(queue=queue, passive=True).message_count
+        return connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False).message_count

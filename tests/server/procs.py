@@ -23,6 +23,11 @@ def wait_until(
     """Poll `check` until it returns something truthy; fail with `what` (and the processes' logs) at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
+        dead = [p for p in proc_logs if not p.alive()]
+        if dead:
+            raise AssertionError(
+                f"{dead[0].name} exited ({dead[0].popen.returncode}) while waiting for {what}:\n{dead[0].tail()}"
+            )
         value = check()
         if value:
             return value
