@@ -50,25 +50,39 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     api = start_server(stack.env, port, tmp_path)
-    worker = start_worker(stack.env, "w1", tmp_path)
+    worker = None
     try:
+        headers = {"Authorization": f"Bearer {seeded.token}"}
+        url = f"{base}/api/v1/phases/{seeded.phase_slug}/submissions"
         with open(ids_file, "rb") as f:
             r = httpx.post(
-                f"{base}/api/v1/phases/{seeded.phase_slug}/submissions",
-                headers={"Authorization": f"Bearer {seeded.token}"},
+                url,
+                headers=headers,
                 files={"file": ("every5th.txt", f)},
                 data={"method": "every 5th frame"},
                 timeout=30,
             )
         assert r.status_code == 202, r.text
         sid = r.json()["id"]
+        # a second one whose stored file is damaged before any worker sees it: it must fail, visibly
+        r = httpx.post(url, headers=headers, files={"file": ("x.txt", pool_ids[0].encode())}, timeout=30)
+        broken = r.json()["id"]
+        with stack.session() as session:
+            Path(session.get(Submission, broken).file_path).write_text("tampered\n")
+        worker = start_worker(stack.env, "w1", tmp_path)
+        failed = poll_submission(
+            base, seeded.token, broken, until={"failed"}, timeout=120, procs=[api, worker]
+        )
+        assert failed["error"].startswith("validate: ValueError: stored selection file")
+        assert "sha256" in failed["log_tail"] and failed["stages"][0]["log_tail"] == failed["log_tail"]
         done = poll_submission(base, seeded.token, sid, until={"succeeded"}, timeout=240, procs=[api, worker])
         assert done["progress"] == 1.0 and done["error"] is None
         assert {s["status"] for s in done["stages"]} == {"succeeded"}
         board = httpx.get(f"{base}/api/v1/phases/{seeded.phase_slug}/leaderboard", timeout=10).json()
-        assert [row["rank"] for row in board["rows"]] == [1]
+        assert [(row["rank"], row["submission_id"]) for row in board["rows"]] == [(1, sid)]
     finally:
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         api.stop()
     assert_board_matches(board, sid, reference_results(pool_dir, ids_file, tmp_path))
     with stack.session() as session:
