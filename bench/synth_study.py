@@ -1,0 +1,79 @@
+"""Is the synthetic tier meaningful? Mean mIoU for no pretraining, a 5 % random selection and the full pool,
+over several protocol seeds, with the seed-to-seed spread, in one run.
+
+    python bench/synth_study.py --tier synth-tiny --seeds 0,1,2 [--device cuda] [--pool DIR]
+
+Full-pool pretraining must beat no pretraining by more than the spread, or the tier measures nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluator.protocol import evaluate  # noqa: E402
+from evaluator.selection import load_selection  # noqa: E402
+from evaluator.store import open_pool  # noqa: E402
+from evaluator.synth import generate  # noqa: E402
+from evaluator.tier import load_tier  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", default="synth-tiny")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--ratio", type=float, default=0.05)
+    parser.add_argument("--pool", type=Path, help="existing synthetic pool (default: generate one, seed 0, size 4800)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args()
+    tier = load_tier(args.tier)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="delbench-study-"))
+    pool_dir = args.pool or work / "pool"
+    if args.pool is None:
+        generate(pool_dir, seed=0, size=4800, resolution=tier.resolution)
+    pool = open_pool(pool_dir)
+    rng = np.random.default_rng(0)
+    subset = sorted(rng.choice(pool.size, size=round(args.ratio * pool.size), replace=False))
+    selections = {
+        "no pretraining": None,
+        f"random {args.ratio:.0%}": load_selection("\n".join(pool.ids[i] for i in subset).encode(), pool.index_of),
+        "full pool": load_selection("\n".join(pool.ids).encode(), pool.index_of),
+    }
+    raw: dict[str, list[dict]] = {}
+    for label, selection in selections.items():
+        for seed in seeds:
+            t0 = time.perf_counter()
+            result = evaluate(pool_dir=pool_dir, selection=selection, tasks_dir=None, tier=tier, seed=seed,
+                              cache_dir=work / "cache", device=args.device)
+            raw.setdefault(label, []).append(result)
+            print(f"{label:>16} seed {seed}: mean mIoU {result['mean_miou']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    print(f"\ntier {tier.name} ({tier.hash[:12]}), seeds {seeds}, pool {pool.size}")
+    print("| selection | R | mean mIoU (mean ± sd over seeds) | spread (max − min) | mean NormDEL |")
+    print("|---|---|---|---|---|")
+    for label, results in raw.items():
+        m = [r["mean_miou"] for r in results]
+        nd = [r["mean_normdel"] for r in results if r["mean_normdel"] is not None]
+        nd_text = f"{statistics.mean(nd):.4f}" if nd else "—"
+        print(f"| {label} | {results[0]['retained_fraction']:.2f} | {statistics.mean(m):.4f} ± {statistics.stdev(m) if len(m) > 1 else 0:.4f} "
+              f"| {max(m) - min(m):.4f} | {nd_text} |")
+    per_task = {label: {t: statistics.mean(r["datasets"][t]["miou"] for r in rs) for t in rs[0]["datasets"]} for label, rs in raw.items()}
+    print("\nper-task mean mIoU:")
+    for label, tasks in per_task.items():
+        print(f"  {label:>16}: " + "  ".join(f"{t}={v:.3f}" for t, v in tasks.items()))
+    if args.json:
+        args.json.write_text(json.dumps(raw, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""MAE pretraining under a fixed budget of samples seen (DESIGN.md §1).
+
+Every selection gets the same number of optimizer steps, `samples_seen / batch_size`; a smaller selection is
+simply passed over more often. Batches, masks and augmentations are pure functions of (seed, step), and a
+checkpoint holds model, optimizer and step, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluator.augment import random_resized_crop_flip, to_model_input
+from evaluator.mae import MaskedAutoencoder, build_mae
+from evaluator.schedule import SampleStream, derived_seed, lr_at
+from evaluator.tier import Tier
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+class DivergedError(RuntimeError):
+    pass
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases, norms and tokens (1-D parameters), as MAE does."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or p.shape[0] == 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas, device: torch.device):
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), fused=fused)
+
+
+def autocast_for(tier: Tier, device: torch.device):
+    if tier.precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_initial_mae(tier: Tier, seed: int) -> MaskedAutoencoder:
+    """The seeded initial model: the same weights start every pretraining and the no-pretraining floor."""
+    torch.manual_seed(derived_seed(seed, "init"))
+    return build_mae(tier)
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def pretrain(
+    *,
+    images: np.ndarray,
+    indices: np.ndarray,
+    tier: Tier,
+    seed: int,
+    device: torch.device,
+    work_dir: Path,
+    progress: ProgressFn | None = None,
+) -> tuple[MaskedAutoencoder, list[tuple[int, float]]]:
+    """Pretrain an MAE on `images[indices]` for the tier's budget; returns the model and its loss curve.
+
+    `images` is the pool's uint8 [N, H, W, 3] array (memory-mapped); only the selected rows are read.
+    `work_dir/checkpoint.pt` is written every `checkpoint_every` steps and resumed from if present.
+    """
+    cfg = tier.pretrain
+    total = cfg.steps
+    warmup = int(total * cfg.warmup_fraction)
+    model = build_initial_mae(tier, seed).to(device)
+    optimizer = build_optimizer(model, cfg.peak_lr, cfg.weight_decay, cfg.betas, device)
+    start, curve = 0, []
+    ckpt_path = work_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, curve = state["step"], [tuple(p) for p in state["loss_curve"]]
+
+    stream = SampleStream(len(indices), cfg.batch_size, derived_seed(seed, "pretrain-order"))
+    log_every = max(1, total // 100)
+    window_sum, window_n = torch.zeros((), device=device), 0
+    model.train()
+    for step in range(start, total):
+        lr = lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        rows = indices[stream.batch(step)]
+        generator = torch.Generator(device=device).manual_seed(derived_seed(seed, "pretrain-step", step))
+        x = to_model_input(images[np.sort(rows)], device)
+        x = random_resized_crop_flip(x, tier.resolution, cfg.crop_scale, generator)
+        with autocast_for(tier, device):
+            loss, _, _, _ = model(x, cfg.mask_ratio, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        window_sum += loss.detach()
+        window_n += 1
+        done = step + 1
+        if done % log_every == 0 or done == total:
+            mean = float(window_sum) / window_n
+            if not np.isfinite(mean):
+                raise DivergedError(f"pretraining diverged at step {done}: loss {mean}")
+            curve.append((done, mean))
+            window_sum.zero_()
+            window_n = 0
+        if done % cfg.checkpoint_every == 0 and done < total:
+            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done, "loss_curve": curve}, ckpt_path)
+        if progress:
+            progress("pretrain", done, total)
+    return model, curve

@@ -1,0 +1,44 @@
+"""Light commands answer without loading torch; the torchvision shim lets timm import on a CPU torch."""
+
+import subprocess
+import sys
+
+from tests.conftest import run_cli
+
+
+def test_help_lists_commands_and_does_not_import_torch():
+    code = "import sys; from delbench.cli import main; main(['--help']); assert 'torch' not in sys.modules"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "evaluate" in out.stdout and "normdel" in out.stdout
+
+
+def test_normdel_command_does_not_import_torch():
+    code = (
+        "import sys; from delbench.cli import main; rc = main(['normdel', '--miou', '0.7938', '--ratio', '0.05']);"
+        "assert rc == 0 and 'torch' not in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0.6803"
+
+
+def test_normdel_out_of_range_is_a_clear_error():
+    out = run_cli("normdel", "--miou", "0.5", "--ratio", "0")
+    assert out.returncode == 2 and "retained fraction" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unknown_command():
+    out = run_cli("frobnicate")
+    assert out.returncode == 2 and "unknown command" in out.stderr
+
+
+def test_timm_imports_through_the_shim():
+    code = (
+        "from evaluator.compat import import_timm; timm = import_timm();"
+        "from timm.models.vision_transformer import Block; import torch;"
+        "b = Block(16, 2); print(tuple(b(torch.zeros(1, 4, 16)).shape))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 4, 16)"

@@ -1,0 +1,129 @@
+"""The evaluator end to end on small synthetic data: determinism, resumption, learning, the paper tier."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from evaluator.protocol import finetune_task, load_encoder, pretrain_encoder
+from evaluator.selection import load_selection
+from evaluator.store import TASK_NAMES, TaskSplit, open_pool, open_task, write_task
+from evaluator.tier import Tier, load_tier
+from tests.conftest import MICRO_TIER, run_cli
+
+
+def derive_tier(base: str, **sections) -> Tier:
+    """A tier from a tier file with some fields overridden: derive_tier(path, pretrain={"samples_seen": 64})."""
+    tier = load_tier(base)
+    raw = copy.deepcopy(tier.to_dict())
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw[section].update(values)
+        else:
+            raw[section] = values
+    return Tier.from_dict(raw)
+
+
+def select(pool_dir, ids: list[str]):
+    return load_selection("\n".join(ids).encode(), open_pool(pool_dir).index_of)
+
+
+def test_same_selection_same_seed_gives_identical_results(small_pool, small_pool_ids, tmp_path):
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(small_pool_ids[::10]) + "\n")
+    docs = []
+    for run in ("a", "b"):  # separate caches: the second run pretrains again rather than reusing the first
+        out = run_cli("evaluate", "--pool", small_pool, "--ids", ids_file, "--tier", MICRO_TIER, "--seed", "3",
+                      "--cache", tmp_path / f"cache-{run}", "--out", tmp_path / f"{run}.json", "--quiet")
+        assert out.returncode == 0, out.stderr
+        doc = json.loads((tmp_path / f"{run}.json").read_text())
+        doc.pop("timings")
+        docs.append(doc)
+    assert docs[0] == docs[1]
+    doc = docs[0]
+    assert set(doc["datasets"]) == set(TASK_NAMES)
+    assert doc["n_selected"] == 48 and doc["pool_size"] == 480 and doc["retained_fraction"] == pytest.approx(0.1)
+    assert doc["tier"] == "micro" and len(doc["tier_hash"]) == 64 and doc["seed"] == 3 and doc["code_version"]
+    assert doc["mean_normdel"] == pytest.approx(np.mean([d["normdel"] for d in doc["datasets"].values()]))
+
+
+def test_no_pretrain_floor_and_bad_selection_errors(small_pool, tmp_path):
+    out = run_cli("evaluate", "--pool", small_pool, "--no-pretrain", "--tier", MICRO_TIER, "--out", tmp_path / "floor.json",
+                  "--cache", tmp_path / "c", "--quiet")
+    assert out.returncode == 0, out.stderr
+    floor = json.loads((tmp_path / "floor.json").read_text())
+    assert floor["pretrained"] is False and floor["n_selected"] == 0 and floor["mean_normdel"] is None
+    bad = tmp_path / "bad.txt"
+    bad.write_text("synth-hyperkvasir/v99999/f000\n")
+    out = run_cli("evaluate", "--pool", small_pool, "--ids", bad, "--tier", MICRO_TIER, "--cache", tmp_path / "c")
+    assert out.returncode == 2 and "line 1" in out.stderr and "v99999" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_mae_loss_falls(small_pool, small_pool_ids, tmp_path):
+    tier = derive_tier(MICRO_TIER, pretrain={"samples_seen": 96 * 32, "checkpoint_every": 1000})
+    result = pretrain_encoder(pool=open_pool(small_pool), selection=select(small_pool, small_pool_ids), tier=tier,
+                              seed=0, cache_dir=tmp_path, device="cpu")
+    losses = [loss for _, loss in result.loss_curve]
+    assert len(losses) >= 10
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_interrupted_pretraining_resumes_to_the_same_encoder(small_pool, small_pool_ids, tmp_path):
+    tier = load_tier(MICRO_TIER)  # 16 steps, a checkpoint every 4
+    pool, selection = open_pool(small_pool), select(small_pool, small_pool_ids[:100])
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_step_10(stage, done, total):
+        if done == 10:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pretrain_encoder(pool=pool, selection=selection, tier=tier, seed=0, cache_dir=tmp_path / "resumed",
+                         progress=stop_after_step_10, device="cpu")
+    resumed = pretrain_encoder(pool=pool, selection=selection, tier=tier, seed=0, cache_dir=tmp_path / "resumed", device="cpu")
+    straight = pretrain_encoder(pool=pool, selection=selection, tier=tier, seed=0, cache_dir=tmp_path / "straight", device="cpu")
+    assert not resumed.cache_hit
+    a = load_encoder(resumed.encoder_path, tier).state_dict()
+    b = load_encoder(straight.encoder_path, tier).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.loss_curve == straight.loss_curve
+    again = pretrain_encoder(pool=pool, selection=selection, tier=tier, seed=0, cache_dir=tmp_path / "straight", device="cpu")
+    assert again.cache_hit and again.encoder_path == straight.encoder_path
+
+
+@pytest.mark.slow
+def test_finetuned_model_beats_all_background_on_every_task(small_pool, small_pool_ids, tmp_path):
+    tier = derive_tier(MICRO_TIER, finetune={"steps": 120, "batch_size": 16, "lr": 1e-3})
+    pre = pretrain_encoder(pool=open_pool(small_pool), selection=select(small_pool, small_pool_ids), tier=tier,
+                           seed=0, cache_dir=tmp_path, device="cpu")
+    for name in TASK_NAMES:
+        task = open_task(small_pool / "tasks" / name, 32)
+        background = 1.0 - task.test.masks.mean()
+        all_background_miou = background / 2  # IoU_bg = background share, IoU_fg = 0
+        result = finetune_task(encoder_path=pre.encoder_path, task_dir=small_pool / "tasks" / name, tier=tier, seed=0,
+                               device="cpu")
+        assert result["miou"] > all_background_miou + 0.05, (name, result["miou"], all_background_miou)
+        assert np.sum(result["confusion"]) == task.test.masks.size
+
+
+def test_paper_tier_runs_a_few_steps_on_cpu(small_pool, small_pool_ids, tmp_path):
+    """The real ViT-B/16 MAE at 224 px (the paper tier's model), at a tiny batch and step count."""
+    tier = derive_tier("paper", pretrain={"samples_seen": 4, "batch_size": 2, "checkpoint_every": 1000},
+                       finetune={"steps": 2, "batch_size": 2, "eval_batch_size": 4})
+    assert tier.model.embed_dim == 768 and tier.model.depth == 12 and tier.resolution == 224
+    pre = pretrain_encoder(pool=open_pool(small_pool), selection=select(small_pool, small_pool_ids[:8]), tier=tier,
+                           seed=0, cache_dir=tmp_path, device="cpu")
+    assert len(pre.loss_curve) == 2 and all(np.isfinite(loss) for _, loss in pre.loss_curve)
+    source = open_task(small_pool / "tasks" / "kvasir-seg", 32)
+    tiny = {32: {"train": TaskSplit(source.train.images[:4], source.train.masks[:4]),
+                 "test": TaskSplit(source.test.images[:4], source.test.masks[:4])}}
+    write_task(tmp_path / "tasks", "kvasir-seg", "polyp", tiny)
+    result = finetune_task(encoder_path=pre.encoder_path, task_dir=tmp_path / "tasks" / "kvasir-seg", tier=tier, seed=0,
+                           device="cpu")
+    assert 0.0 <= result["miou"] <= 1.0 and np.sum(result["confusion"]) == 4 * 32 * 32

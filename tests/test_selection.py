@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from evaluator.selection import SelectionError, load_selection, parse_selection, selection_hash
+
+INDEX = {f"src/v{v}/f{f}": v * 10 + f for v in range(5) for f in range(10)}
+
+
+def errors_for(data: bytes, **kw) -> SelectionError:
+    with pytest.raises(SelectionError) as info:
+        load_selection(data, INDEX, **kw)
+    return info.value
+
+
+def test_three_formats_give_the_same_selection():
+    ids = ["src/v1/f2", "src/v0/f0", "src/v4/f9"]
+    lines = ("\n".join(ids) + "\n").encode()
+    as_json = json.dumps(ids).encode()
+    as_csv = ("id,score\n" + "\n".join(f"{i},0.5" for i in ids) + "\n").encode()
+    results = [load_selection(d, INDEX) for d in (lines, as_json, as_csv)]
+    assert all(r.ids == ids for r in results)
+    assert all(r.indices.tolist() == [12, 0, 49] for r in results)
+    assert len({r.selection_hash for r in results}) == 1
+    assert results[0].retained_fraction == pytest.approx(3 / 50)
+
+
+def test_hash_ignores_order():
+    assert selection_hash(["b", "a"]) == selection_hash(["a", "b"])
+
+
+def test_unknown_id_names_line_and_id():
+    err = errors_for(b"src/v0/f0\n\nsrc/v9/f9\n")
+    assert err.rule == "unknown_id" and err.line == 3 and err.sample_id == "src/v9/f9"
+    assert "line 3" in str(err) and "src/v9/f9" in str(err)
+
+
+def test_duplicate_id_names_both_lines():
+    err = errors_for(b"src/v0/f0\nsrc/v0/f1\nsrc/v0/f0\n")
+    assert err.rule == "duplicate_id" and err.line == 3 and err.sample_id == "src/v0/f0"
+    assert "first at line 1" in str(err)
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n  \n", b"[]", b"id\n"])
+def test_empty_selection(data):
+    assert errors_for(data).rule == "empty"
+
+
+def test_undecodable_file_names_line():
+    err = errors_for(b"src/v0/f0\nsrc/v0/f1\n\xff\xfe\x00bad\n")
+    assert err.rule == "encoding" and err.line == 3
+
+
+def test_binary_file_with_nul_is_refused():
+    assert errors_for(b"src/v0/f0\x00\x00\n").rule == "encoding"
+
+
+def test_too_large():
+    err = errors_for(b"src/v0/f0\n" * 100, max_bytes=50)
+    assert err.rule == "too_large" and "50" in str(err)
+
+
+def test_bad_json_item():
+    err = errors_for(b'["src/v0/f0", 7]')
+    assert err.rule == "format" and err.line == 2
+
+
+def test_csv_missing_value():
+    err = errors_for(b"id,x\nsrc/v0/f0,1\n,2\n")
+    assert err.rule == "format" and err.line == 3
+
+
+def test_utf8_bom_and_crlf_are_accepted():
+    assert parse_selection(b"\xef\xbb\xbfsrc/v0/f0\r\nsrc/v0/f1\r\n").ids == ["src/v0/f0", "src/v0/f1"]
