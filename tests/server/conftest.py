@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379"
-POOL_SIZE = 480
 
 
 def port_open(port: int) -> bool:
@@ -61,20 +60,14 @@ def need_redis() -> None:
 
 
 @pytest.fixture(scope="session")
-def pool_dir(tmp_path_factory) -> Path:
-    """A 480-frame synthetic pool at 32 px (the micro tier's resolution) with its eight tasks."""
-    from evaluator.synth import generate
-
-    out = tmp_path_factory.mktemp("pool") / "pool"
-    generate(out, seed=0, size=POOL_SIZE, resolution=32)
-    return out
+def pool_dir(small_pool) -> Path:
+    """The suite's 480-frame synthetic pool at 32 px (the micro tier's resolution) with its eight tasks."""
+    return small_pool
 
 
 @pytest.fixture(scope="session")
-def pool_ids(pool_dir) -> list[str]:
-    from evaluator.store import open_pool
-
-    return open_pool(pool_dir).ids
+def pool_ids(small_pool_ids) -> list[str]:
+    return small_pool_ids
 
 
 # ------------------------------------------------------------------------------------- databases
