@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the whole server on embedded defaults: API, worker, synthetic pool, a demo phase",
     ),
     "serve": ("app.cli", "serve the API (migrates the database first)"),
+    "admin": ("app.admin_cli", "organizer bootstrap: create teams (printing their token), tokens and phases"),
     "worker": ("worker.cli", "run an evaluation worker (Celery) for the gpu and light queues"),
 }
 

@@ -44,3 +44,48 @@ def test_migrations_match_the_models(backend, request, sqlite_template):
     if backend == "postgres":  # and the migration goes down and up again cleanly
         command.downgrade(alembic_config(url), "base")
         command.upgrade(alembic_config(url), "head")
+
+
+def test_admin_cli_bootstraps_a_phase_and_a_team(tmp_path, pool_dir):
+    from sqlalchemy import func, select
+
+    from app.db import make_engine
+    from app.models import AuditLog, Phase
+    from app.services.teams import hash_token
+    from tests.server.conftest import run_cli
+
+    env = {
+        "DELBENCH_DATABASE_URL": f"sqlite:///{tmp_path / 'admin.sqlite'}",
+        "DELBENCH_DATA_DIR": str(tmp_path),
+    }
+    made = run_cli(
+        "admin",
+        "create-phase",
+        "p1",
+        "--benchmark",
+        "b",
+        "--pool",
+        str(pool_dir),
+        "--quota-total",
+        "5",
+        env=env,
+    )
+    assert made.returncode == 0 and "phase 'p1' created" in made.stdout, made.stderr
+    team = run_cli("admin", "create-team", "alpha", env=env)
+    token = team.stdout.strip().splitlines()[-1]
+    assert team.returncode == 0 and token.startswith("dlb_")
+    bad = run_cli(
+        "admin", "create-phase", "p2", "--benchmark", "b", "--pool", str(tmp_path / "nope"), env=env
+    )
+    assert bad.returncode == 2 and "not a DELBench pool" in bad.stderr  # checked at creation, not in a worker
+    assert "Traceback" not in bad.stderr
+    again = run_cli("admin", "create-team", "alpha", env=env)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    from sqlalchemy.orm import Session
+
+    with Session(make_engine(env["DELBENCH_DATABASE_URL"])) as session:
+        assert session.scalar(select(Phase.quota_total).where(Phase.slug == "p1")) == 5
+        assert session.scalar(select(func.count()).select_from(AuditLog)) == 2
+        from app.models import ApiToken
+
+        assert session.scalar(select(ApiToken.token_hash)) == hash_token(token)  # only the hash is stored
