@@ -89,3 +89,37 @@ def test_admin_cli_bootstraps_a_phase_and_a_team(tmp_path, pool_dir):
         from app.models import ApiToken
 
         assert session.scalar(select(ApiToken.token_hash)) == hash_token(token)  # only the hash is stored
+
+
+def test_compose_file_is_the_production_shape():
+    yaml = pytest.importorskip("yaml")
+    from app.settings import Settings
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"api", "worker", "redis", "postgres"}
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        unknown = [k for k in env if k.removeprefix("DELBENCH_").lower() not in Settings.model_fields]
+        assert not unknown, f"{name}: not settings: {unknown}"
+        assert (
+            env["DELBENCH_BROKER_URL"].startswith("redis://") and "postgresql" in env["DELBENCH_DATABASE_URL"]
+        )
+    assert services["worker"]["command"][:2] == ["delbench", "worker"]
+    assert services["api"]["command"][:2] == ["delbench", "serve"]
+
+
+def test_production_settings_refuse_unsafe_defaults():
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    with pytest.raises(ValidationError, match="DELBENCH_ADMIN_TOKEN"):
+        Settings(environment="production", database_url="postgresql+psycopg://x@db/delbench")
+    with pytest.raises(ValidationError, match="PostgreSQL"):
+        Settings(environment="production", admin_token="x" * 40)
+    Settings(
+        environment="production", admin_token="x" * 40, database_url="postgresql+psycopg://x@db/delbench"
+    )
