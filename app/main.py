@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.main import api_router
@@ -25,8 +26,6 @@ class UploadLimit:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length")
             if length and length.isdigit() and int(length) > self.max_bytes + FORM_OVERHEAD:
-                from fastapi.responses import JSONResponse
-
                 message = (
                     f"request body is {int(length):,} bytes; the selection file limit is {self.max_bytes:,}"
                 )

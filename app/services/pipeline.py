@@ -312,3 +312,50 @@ def next_steps(submission: Submission) -> list[Step]:
         if by_key[(seed, STAGE_AGGREGATE)].status != StageStatus.succeeded:
             return [Step(STAGE_AGGREGATE, seed)]
     return []
+
+
+def cancel_submission(
+    *, session: Session, submission: Submission, reason: str, now: datetime | None = None
+) -> bool:
+    """Stop a pending evaluation: the running task sees it at its next heartbeat or progress report and
+    stops; queued messages find it stopped. False if it had already ended. (The caller writes the audit log.)"""
+    if submission.status not in PENDING_STATUSES:
+        return False
+    submission.status = SubmissionStatus.cancelled
+    submission.error = f"cancelled: {reason}"
+    submission.finished_at = now or utcnow()
+    submission.eta_at = None
+    for stage in submission.stages:
+        if stage.status in (StageStatus.pending, StageStatus.running):
+            stage.status = StageStatus.cancelled
+    return True
+
+
+def reset_for_rerun(
+    *, session: Session, submission: Submission, seeds: list[int], task_names: list[str]
+) -> None:
+    """Forget a submission's evaluation (results, runs, stages) and queue it again from validation, under the
+    phase's current seeds and tasks (e.g. after a tier fix). The caller commits, then dispatches."""
+    from app.services.submissions import pipeline_stages
+
+    submission.runs.clear()
+    submission.results.clear()
+    submission.stages.clear()
+    session.flush()
+    submission.seeds = seeds
+    submission.status = SubmissionStatus.queued
+    submission.current_stage = "queued"
+    submission.progress = 0.0
+    for column in (
+        "eta_at",
+        "error",
+        "log_tail",
+        "mean_normdel",
+        "mean_miou",
+        "started_at",
+        "finished_at",
+        "dispatched_at",
+    ):
+        setattr(submission, column, None)
+    session.add_all(pipeline_stages(submission, task_names))
+    session.flush()

@@ -194,3 +194,30 @@ def test_reconciler_hands_on_a_dead_workers_stage_then_gives_up(stack, celery, s
     with stack.session() as session:
         sub = session.get(Submission, submission_id)
         assert sub.status == SubmissionStatus.failed and "interrupted 3 times" in sub.error
+
+
+def test_cancel_stops_the_holder_and_rerun_starts_over(stack, submission_id):
+    sid = submission_id
+    assert claim(stack, sid, "validate", "t1") == pipeline.Claim.claimed
+    with stack.session() as session:
+        stage_id = pipeline.stage_row(session, sid, 0, "validate").id
+        assert pipeline.cancel_submission(
+            session=session, submission=session.get(Submission, sid), reason="by request"
+        )
+    with stack.session() as session:
+        assert not pipeline.heartbeat(
+            session=session, stage_id=stage_id, task_id="t1"
+        )  # the running task stops
+        assert not pipeline.record_progress(session=session, stage_id=stage_id, task_id="t1", fraction=0.5)
+        sub = session.get(Submission, sid)
+        assert sub.status == SubmissionStatus.cancelled and pipeline.next_steps(sub) == []
+        assert not pipeline.cancel_submission(session=session, submission=sub, reason="twice")
+    assert claim(stack, sid, "pretrain", "t2") == pipeline.Claim.stopped
+    with stack.session() as session:
+        sub = session.get(Submission, sid)
+        names = [s.name.removeprefix("finetune:") for s in sub.stages if s.name.startswith("finetune:")]
+        pipeline.reset_for_rerun(session=session, submission=sub, seeds=[0, 1], task_names=names)
+    with stack.session() as session:
+        sub = session.get(Submission, sid)
+        assert sub.status == SubmissionStatus.queued and sub.error is None and len(sub.stages) == 1 + 2 * 10
+        assert [(s.kind, s.seed) for s in pipeline.next_steps(sub)] == [("validate", 0)]

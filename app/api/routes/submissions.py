@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -76,7 +77,7 @@ def upload_submission(
         session.commit()
     except BaseException:
         session.rollback()
-        settings.uploads_dir.joinpath(submission.file_path).unlink(missing_ok=True)
+        Path(submission.file_path).unlink(missing_ok=True)  # nothing stored when nothing is committed
         raise
     dispatch_next(session=session, celery=celery, submission=submission)
     session.commit()
