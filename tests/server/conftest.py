@@ -23,8 +23,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_session_factory, migrate, session_scope
-from app.models import Base
-from app.services.phases import create_benchmark, create_phase
+from app.models import Base, Team
+from app.services.phases import create_benchmark, create_phase, get_phase
+from app.services.submissions import SubmissionMeta, create_submission
 from app.services.teams import create_team, create_token
 from app.settings import Settings
 
@@ -266,6 +267,23 @@ def seed_phase(
         row = create_team(session=session, name=team)
         _, token = create_token(session=session, team=row)
         return Seeded(slug, row.id, token)
+
+
+@pytest.fixture
+def submission_id(stack, pool_dir, pool_ids) -> int:
+    """A fresh submission of 96 IDs to the micro-tier phase `dev`, with its pending stages."""
+    seeded = seed_phase(stack, pool_dir)
+    with stack.session() as session:
+        sub = create_submission(
+            session=session,
+            team=session.get(Team, seeded.team_id),
+            phase=get_phase(session=session, slug="dev"),
+            data="\n".join(pool_ids[:96]).encode(),
+            meta=SubmissionMeta(method="m"),
+            uploads_dir=stack.settings.uploads_dir,
+            max_bytes=10**6,
+        )
+        return sub.id
 
 
 def add_team(stack: Stack, name: str) -> str:

@@ -10,10 +10,7 @@ import pytest
 from app.models import StageStatus, Submission, SubmissionStatus, utcnow
 from app.services import pipeline
 from app.services.dispatch import dispatch_next
-from app.services.phases import get_phase
 from app.services.reconcile import find_stuck
-from app.services.submissions import SubmissionMeta, create_submission
-from tests.server.conftest import seed_phase
 from worker.celery_app import create_celery, queue_size
 
 LEASE = 10.0
@@ -22,24 +19,6 @@ LEASE = 10.0
 @pytest.fixture
 def celery(stack):
     return create_celery(stack.settings)
-
-
-@pytest.fixture
-def submission_id(stack, pool_dir, pool_ids) -> int:
-    seeded = seed_phase(stack, pool_dir)
-    with stack.session() as session:
-        from app.models import Team
-
-        sub = create_submission(
-            session=session,
-            team=session.get(Team, seeded.team_id),
-            phase=get_phase(session=session, slug="dev"),
-            data="\n".join(pool_ids[:96]).encode(),
-            meta=SubmissionMeta(method="m"),
-            uploads_dir=stack.settings.uploads_dir,
-            max_bytes=10**6,
-        )
-        return sub.id
 
 
 def claim(stack, sid, name, task, now=None, seed=0):
