@@ -71,4 +71,6 @@ def queue_size(app: Celery, queue: str) -> int:
     one answers NOT_FOUND on Redis with a key prefix (kombu checks the unprefixed key); declaring an
     existing queue changes nothing."""
     with app.connection_for_read() as connection:
-        return connection.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False).message_count
+        return connection.default_channel.queue_declare(
+            queue=queue, durable=True, auto_delete=False
+        ).message_count

@@ -19,8 +19,9 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Task
+from sqlalchemy import update
 
-from app.models import EvaluationStage, Submission
+from app.models import EvaluationStage, Submission, WorkerHeartbeat
 from app.services import pipeline
 from app.services.dispatch import dispatch_next
 from worker.runtime import Runtime, runtime
@@ -129,6 +130,7 @@ def run_stage(
             log.info("%s: %s, nothing to do", label, outcome.value)
             return None
         ctx_fields = _context_fields(stage)
+        _doing(session, worker, label)
     log.info("%s: started (attempt %d, task %s)", label, stage.attempts, task_id)
 
     tail = LogTail(rt.settings.log_tail_lines)
@@ -196,6 +198,16 @@ def run_stage(
     finally:
         lease.stopped.set()
         logging.getLogger().removeHandler(tail)
+        try:
+            with rt.session() as session:
+                _doing(session, worker, None)
+        except TRANSIENT:
+            pass
+
+
+def _doing(session, worker: str, label: str | None) -> None:
+    """What this worker is doing, for the organizers' worker list (its row is written by the reconciler thread)."""
+    session.execute(update(WorkerHeartbeat).where(WorkerHeartbeat.name == worker).values(current=label))
 
 
 def _context_fields(stage: EvaluationStage) -> dict:

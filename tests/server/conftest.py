@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_session_factory, migrate, session_scope
@@ -31,7 +32,11 @@ from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_ADMIN_URLS = [
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    "postgresql+psycopg://root@127.0.0.1:5432/test",
+]
 REDIS_URL = "redis://127.0.0.1:6379"
 
 
@@ -78,7 +83,19 @@ class PostgresServer:
     """Creates throw-away databases on the local PostgreSQL (the `test` database is only for connecting)."""
 
     def __init__(self):
-        self.engine = make_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+        self.engine = None
+        for candidate in PG_ADMIN_URLS:  # `test` on the dev and CI machines; a fresh cluster has `postgres`
+            engine = make_engine(candidate).execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                with engine.connect():
+                    self.engine, self.base_url = engine, candidate.rsplit("/", 1)[0]
+                    break
+            except OperationalError:
+                engine.dispose()
+        if self.engine is None:
+            pytest.skip(
+                f"PostgreSQL answers on 127.0.0.1:5432 but none of {PG_ADMIN_URLS} accepts a connection"
+            )
         self.created: list[str] = []
 
     def create(self) -> str:
@@ -86,7 +103,7 @@ class PostgresServer:
         with self.engine.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
         self.created.append(name)
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        url = f"{self.base_url}/{name}"
         migrate(url)
         return url
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app.models import EvaluationStage, Result, Submission
+from app.models import EvaluationStage, Result, Submission, WorkerHeartbeat
 from tests.server.conftest import MICRO_TIER, free_port, make_stack, run_cli, seed_phase
 from tests.server.procs import poll_submission, start_server, start_worker
 
@@ -89,6 +89,12 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
         assert (
             session.scalar(select(func.count()).select_from(Result).where(Result.submission_id == sid)) == 8
         )
-        pretrain = session.scalar(select(EvaluationStage).where(EvaluationStage.name == "pretrain"))
+        pretrain = session.scalar(
+            select(EvaluationStage).where(
+                EvaluationStage.submission_id == sid, EvaluationStage.name == "pretrain"
+            )
+        )
         assert pretrain.attempts == 1 and pretrain.detail["cache_hit"] is False
         assert session.get(Submission, sid).mean_normdel == pytest.approx(board["rows"][0]["mean_normdel"])
+        workers = session.scalars(select(WorkerHeartbeat)).all()
+        assert [(w.name, w.queues, w.current) for w in workers] == [("w1@test", "gpu,light", None)]
