@@ -13,7 +13,7 @@ from celery import shared_task
 
 from app.models import StageStatus, Submission
 from app.services import pipeline
-from app.services.phases import _pools
+from app.services.phases import pool_at
 from app.services.submissions import FINETUNE_PREFIX, STAGE_AGGREGATE, STAGE_PRETRAIN, STAGE_VALIDATE
 from evaluator.selection import ResolvedSelection, load_selection
 from evaluator.store import list_tasks
@@ -28,7 +28,7 @@ def _selection(ctx: StageContext) -> ResolvedSelection:
         raise ValueError(
             f"stored selection file {ctx.file_path.name} does not match its sha256: refusing to evaluate it"
         )
-    selection = load_selection(data, _pools.get(ctx.pool_dir).index_of)
+    selection = load_selection(data, pool_at(ctx.pool_dir).index_of)
     if selection.selection_hash != ctx.selection_hash:
         raise ValueError(
             "the selection resolves differently against the pool than at upload (was the pool changed?)"
@@ -51,7 +51,7 @@ def _pretrain(ctx: StageContext) -> dict:
     from evaluator.protocol import pretrain_encoder
 
     result = pretrain_encoder(
-        pool=_pools.get(ctx.pool_dir),
+        pool=pool_at(ctx.pool_dir),
         selection=_selection(ctx),
         tier=load_tier(ctx.tier),
         seed=ctx.seed,
@@ -85,13 +85,7 @@ def _aggregate(ctx: StageContext) -> dict:
     from evaluator.protocol import assemble_results
 
     with runtime().session() as session:
-        stages = [
-            s
-            for s in pipeline.stage_row(
-                session, ctx.submission_id, ctx.seed, STAGE_PRETRAIN
-            ).submission.stages
-            if s.seed == ctx.seed
-        ]
+        stages = [s for s in session.get(Submission, ctx.submission_id).stages if s.seed == ctx.seed]
         finetunes = {
             s.name.removeprefix(FINETUNE_PREFIX): s for s in stages if s.name.startswith(FINETUNE_PREFIX)
         }

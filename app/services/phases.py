@@ -112,5 +112,9 @@ class _PoolCache:
 _pools = _PoolCache()
 
 
+def pool_at(pool_dir: str) -> Pool:
+    return _pools.get(pool_dir)
+
+
 def pool_for(phase: Phase) -> Pool:
-    return _pools.get(phase.pool_dir)
+    return pool_at(phase.pool_dir)
