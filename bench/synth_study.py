@@ -29,14 +29,16 @@ from evaluator.tier import load_tier  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tier", default="synth-tiny")
+    parser.add_argument("--tier", default="synth-tiny", help="a tier, or several separated by commas (compared)")
+    parser.add_argument("--conditions", default="none,random,full", help="any of none, random, full")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ratio", type=float, default=0.05)
     parser.add_argument("--pool", type=Path, help="existing synthetic pool (default: generate one, seed 0, size 4800)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
-    tier = load_tier(args.tier)
+    tiers = [load_tier(t) for t in args.tier.split(",")]
+    tier = tiers[0]
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(tempfile.mkdtemp(prefix="delbench-study-"))
     pool_dir = args.pool or work / "pool"
@@ -45,20 +47,23 @@ def main() -> None:
     pool = open_pool(pool_dir)
     rng = np.random.default_rng(0)
     subset = sorted(rng.choice(pool.size, size=round(args.ratio * pool.size), replace=False))
-    selections = {
-        "no pretraining": None,
-        f"random {args.ratio:.0%}": load_selection("\n".join(pool.ids[i] for i in subset).encode(), pool.index_of),
-        "full pool": load_selection("\n".join(pool.ids).encode(), pool.index_of),
+    conditions = {
+        "none": ("no pretraining", None),
+        "random": (f"random {args.ratio:.0%}", load_selection("\n".join(pool.ids[i] for i in subset).encode(), pool.index_of)),
+        "full": ("full pool", load_selection("\n".join(pool.ids).encode(), pool.index_of)),
     }
     raw: dict[str, list[dict]] = {}
-    for label, selection in selections.items():
-        for seed in seeds:
-            t0 = time.perf_counter()
-            result = evaluate(pool_dir=pool_dir, selection=selection, tasks_dir=None, tier=tier, seed=seed,
-                              cache_dir=work / "cache", device=args.device)
-            raw.setdefault(label, []).append(result)
-            print(f"{label:>16} seed {seed}: mean mIoU {result['mean_miou']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
-    print(f"\ntier {tier.name} ({tier.hash[:12]}), seeds {seeds}, pool {pool.size}")
+    for tier in tiers:
+        for name in args.conditions.split(","):
+            label, selection = conditions[name]
+            label = f"{tier.name} {label}" if len(tiers) > 1 else label
+            for seed in seeds:
+                t0 = time.perf_counter()
+                result = evaluate(pool_dir=pool_dir, selection=selection, tasks_dir=None, tier=tier, seed=seed,
+                                  cache_dir=work / "cache", device=args.device)
+                raw.setdefault(label, []).append(result)
+                print(f"{label:>16} seed {seed}: mean mIoU {result['mean_miou']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    print(f"\ntiers {', '.join(t.name + ' ' + t.hash[:12] for t in tiers)}; seeds {seeds}, pool {pool.size}")
     print("| selection | R | mean mIoU (mean ± sd over seeds) | spread (max − min) | mean NormDEL |")
     print("|---|---|---|---|---|")
     for label, results in raw.items():

@@ -14,7 +14,7 @@ from torch import nn
 from evaluator.augment import random_flips, to_model_input
 from evaluator.mae import ViTEncoder
 from evaluator.metrics import miou_from_confusion
-from evaluator.pretrain import ProgressFn, autocast_for, build_optimizer
+from evaluator.pretrain import ProgressFn, autocast_for, build_optimizer, param_groups, set_lr
 from evaluator.schedule import SampleStream, derived_seed, lr_at
 from evaluator.store import Task
 from evaluator.tier import Tier
@@ -40,6 +40,15 @@ class SegmentationModel(nn.Module):
         return F.interpolate(logits.float(), size=(out_size, out_size), mode="bilinear", align_corners=False)
 
 
+def layer_id(name: str, depth: int) -> int:
+    """Depth of a parameter for layer-wise lr decay (BEiT/MAE finetuning): embeddings 0, block i i+1, rest depth+1."""
+    if name.startswith(("encoder.patch_embed", "encoder.cls_token", "encoder.pos_embed")):
+        return 0
+    if name.startswith("encoder.blocks."):
+        return int(name.split(".")[2]) + 1
+    return depth + 1
+
+
 def finetune(
     *,
     encoder: ViTEncoder,
@@ -54,7 +63,9 @@ def finetune(
     task_seed = derived_seed(seed, "finetune", task.name)
     torch.manual_seed(task_seed)
     model = SegmentationModel(encoder, cfg.head_hidden).to(device)
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.999), device)
+    depth = len(encoder.blocks)
+    groups = param_groups(model, cfg.weight_decay, lambda name: cfg.layer_decay ** (depth + 1 - layer_id(name, depth)))
+    optimizer = build_optimizer(groups, cfg.lr, (0.9, 0.999), device)
     warmup = int(cfg.steps * cfg.warmup_fraction)
     train = task.train
     stream = SampleStream(len(train.images), cfg.batch_size, task_seed)
@@ -62,8 +73,7 @@ def finetune(
     stage = f"finetune/{task.name}"
     model.train()
     for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg.steps, cfg.lr, warmup)
+        set_lr(optimizer, lr_at(step, cfg.steps, cfg.lr, warmup))
         rows = np.sort(stream.batch(step))
         generator = torch.Generator(device=device).manual_seed(derived_seed(task_seed, step))
         x = to_model_input(train.images[rows], device, tier.resolution)

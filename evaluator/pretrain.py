@@ -27,18 +27,30 @@ class DivergedError(RuntimeError):
     pass
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norms and tokens (1-D parameters), as MAE does."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+def param_groups(model: torch.nn.Module, weight_decay: float, lr_scale=None) -> list[dict]:
+    """AdamW groups: no weight decay on biases, norms and tokens (1-D parameters), as MAE does.
+
+    `lr_scale(name)` gives a per-parameter learning-rate multiplier (layer-wise decay when finetuning);
+    each group's `lr_scale` is applied by the training loop on top of the scheduled rate.
+    """
+    groups: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 or p.shape[0] == 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            no_decay = p.ndim <= 1 or p.shape[0] == 1
+            groups.setdefault((no_decay, lr_scale(name) if lr_scale else 1.0), []).append(p)
+    return [
+        {"params": params, "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
+        for (no_decay, scale), params in sorted(groups.items(), key=lambda kv: kv[0])
+    ]
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas, device: torch.device):
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), fused=fused)
+def build_optimizer(groups: list[dict], lr: float, betas, device: torch.device) -> torch.optim.AdamW:
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=device.type == "cuda")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
 
 
 def autocast_for(tier: Tier, device: torch.device):
@@ -78,7 +90,7 @@ def pretrain(
     total = cfg.steps
     warmup = int(total * cfg.warmup_fraction)
     model = build_initial_mae(tier, seed).to(device)
-    optimizer = build_optimizer(model, cfg.peak_lr, cfg.weight_decay, cfg.betas, device)
+    optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
     start, curve = 0, []
     ckpt_path = work_dir / "checkpoint.pt"
     if ckpt_path.exists():
@@ -92,9 +104,7 @@ def pretrain(
     window_sum, window_n = torch.zeros((), device=device), 0
     model.train()
     for step in range(start, total):
-        lr = lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr))
         rows = indices[stream.batch(step)]
         generator = torch.Generator(device=device).manual_seed(derived_seed(seed, "pretrain-step", step))
         x = to_model_input(images[np.sort(rows)], device)

@@ -81,6 +81,8 @@ def pretrain_encoder(
     )
     state = {
         "encoder": {k: v.cpu() for k, v in model.encoder.state_dict().items()},
+        # The decoder too, so the full-pool model can score per-image MAE losses (the `hard` baseline).
+        "decoder": {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("encoder.")},
         "tier_hash": tier.hash,
         "selection_hash": selection.selection_hash,
         "seed": seed,

@@ -84,7 +84,11 @@ def tissue_texture(rng: np.random.Generator, size: int, tint=(1.0, 1.0, 1.0)) ->
 
 
 def draw_polyp(img: np.ndarray, rng: np.random.Generator, radius: float) -> np.ndarray:
-    """Paint a shaded elliptical polyp on `img` in place; return its boolean mask."""
+    """Raise a shaded elliptical polyp out of the tissue in `img`, in place; return its boolean mask.
+
+    The polyp keeps the mucosa's own colour and texture: it shows only through its dome shading, a specular
+    spot and a faint rim, as in real colonoscopy, so telling it from tissue takes shape, not colour.
+    """
     size = img.shape[0]
     cy, cx = rng.uniform(0.2, 0.8, 2) * size
     ry, rx = radius * size * rng.uniform(0.75, 1.25, 2)
@@ -95,11 +99,13 @@ def draw_polyp(img: np.ndarray, rng: np.random.Generator, radius: float) -> np.n
     v = (-dx * np.sin(theta) + dy * np.cos(theta)) / ry
     r2 = u**2 + v**2
     mask = r2 <= 1.0
-    dome = np.sqrt(np.clip(1 - r2, 0, 1))[..., None]  # a hemisphere lit from the upper left
-    light = np.clip(0.75 + 0.35 * dome - 0.2 * (u + v)[..., None] * dome, 0, 1.4)
-    colour = np.array([0.88, 0.50, 0.40]) * rng.uniform(0.9, 1.1, 3)
-    polyp = colour * light + 0.5 * np.clip(dome - 0.8, 0, 1) * 3  # specular spot near the top
-    img[mask] = np.clip(0.35 * img[mask] + 0.65 * polyp[mask], 0, 1)
+    dome = np.sqrt(np.clip(1 - r2, 0, 1))  # height of a hemisphere
+    light_dir = rng.uniform(-1, 1, 2)
+    light = 0.85 + 0.35 * dome - 0.25 * (light_dir[0] * u + light_dir[1] * v) * dome
+    rim = np.exp(-(((np.sqrt(r2) - 1.0) * min(rx, ry) / 0.8) ** 2))  # the shadowed fold around the base
+    specular = np.clip(dome - 0.85, 0, 1) * 4 * (rng.random() < 0.7)
+    shaded = img * np.where(mask, light, 1.0)[..., None] * (1 - 0.3 * rim)[..., None] + specular[..., None] * 0.8
+    img[...] = np.clip(shaded, 0, 1)
     return mask
 
 

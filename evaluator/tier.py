@@ -60,6 +60,7 @@ class FinetuneConfig:
     warmup_fraction: float
     head_hidden: int
     eval_batch_size: int
+    layer_decay: float = 1.0  # lr multiplier per encoder layer going down (MAE finetunes with 0.65-0.75)
 
 
 @dataclass(frozen=True)

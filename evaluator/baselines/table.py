@@ -1,0 +1,244 @@
+"""`delbench baselines`: every method at every ratio through the full protocol, as one table.
+
+All selections are made first (seconds), so a missing input fails before any evaluation starts; then each
+is evaluated in turn with `protocol.evaluate`. Rows are appended to OUT/baselines.json as they finish and
+a row whose (selection hash, tier hash, seed) is already there is reused, so an interrupted run resumes
+where it stopped. The full-pool row shares its pretraining with `delbench embed` through the protocol's
+encoder cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from evaluator.baselines.embed import embed_pool, full_pool_selection
+from evaluator.baselines.methods import METHODS, Features, Options, RatioUnreachable, select
+from evaluator.selection import ResolvedSelection, selection_hash
+from evaluator.store import Pool
+from evaluator.tier import Tier
+
+TABLE_FORMAT = "delbench-baselines/1"
+
+
+@dataclass
+class Job:
+    method: str  # a METHODS name, "full pool" or "no pretraining"
+    ratio: float | None  # asked
+    selection: ResolvedSelection | None
+    info: dict
+    note: str | None = None
+
+
+@dataclass
+class Table:
+    rows: list[dict]
+    markdown: str
+
+
+def plan_jobs(
+    *,
+    pool: Pool,
+    features: Features,
+    methods: list[str],
+    ratios: list[float],
+    seed: int,
+    reference_rows: bool,
+    device,
+) -> list[Job]:
+    jobs = []
+    if reference_rows:
+        jobs.append(Job("full pool", 1.0, full_pool_selection(pool), {}))
+        jobs.append(Job("no pretraining", None, None, {}))
+    cache: dict = {}  # one clustering per method family and seed, shared across ratios
+    for method in methods:
+        for ratio in ratios:
+            note = None
+            try:
+                selected = select(
+                    method, features, Options(ratio=ratio, seed=seed, device=device), cache=cache
+                )
+            except RatioUnreachable as exc:
+                selected, note = exc.nearest, str(exc)
+            ids = [pool.ids[i] for i in selected.indices]
+            resolved = ResolvedSelection(
+                ids=ids, indices=selected.indices, pool_size=pool.size, selection_hash=selection_hash(ids)
+            )
+            jobs.append(Job(method, ratio, resolved, selected.info, note))
+    return jobs
+
+
+def run_baselines(
+    *,
+    pool: Pool,
+    tier: Tier,
+    methods: list[str],
+    ratios: list[float],
+    out_dir: Path,
+    tasks_dir: Path,
+    cache_dir: Path,
+    seed: int | None = None,
+    device: str | None = None,
+    reference_rows: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+    features: Features | None = None,
+    evaluate_fn: Callable[..., dict] | None = None,
+) -> Table:
+    """Evaluate each method at each ratio (and the reference rows); `features` and `evaluate_fn` default to
+    `delbench embed`'s cached features and `protocol.evaluate` (tests pass stand-ins)."""
+    if evaluate_fn is None:
+        from evaluator.protocol import evaluate as evaluate_fn
+    seed = tier.seed if seed is None else seed
+    out_dir = Path(out_dir)
+    (out_dir / "selections").mkdir(parents=True, exist_ok=True)
+
+    if features is None and any(METHODS[m].needs for m in methods):
+        feature_set, cached = embed_pool(
+            pool, tier, cache_dir=cache_dir, seed=seed, device=device, progress=progress, log=log
+        )
+        log(f"features {'from cache' if cached else 'computed'}: {feature_set.embeddings_path}")
+        features = feature_set.load(pool)
+    features = features or Features(size=pool.size)
+    jobs = plan_jobs(
+        pool=pool,
+        features=features,
+        methods=methods,
+        ratios=ratios,
+        seed=seed,
+        reference_rows=reference_rows,
+        device=device,
+    )
+
+    json_path = out_dir / "baselines.json"
+    done = _previous_rows(json_path, tier, seed)
+    rows: list[dict] = []
+    started = time.perf_counter()
+    evaluated = 0
+    for i, job in enumerate(jobs, 1):
+        label = job.method + (f" @ {job.ratio:g}" if job.method in METHODS else "")
+        if job.method in METHODS:
+            name = f"{job.method}-{job.ratio:g}.txt"
+            write_ids(out_dir / "selections" / name, job.selection.ids)
+        key = job.selection.selection_hash if job.selection else "none"
+        if key in done:
+            row = {
+                **done[key],
+                "method": job.method,
+                "ratio_asked": job.ratio,
+                "info": job.info,
+                "note": job.note,
+            }
+            log(f"[{i}/{len(jobs)}] {label}: reused from {json_path}")
+        else:
+            n = job.selection.n if job.selection else 0
+            log(
+                f"[{i}/{len(jobs)}] {label}: evaluating n = {n:,} (R = {n / pool.size:.2%})"
+                + (f"; note: {job.note}" if job.note else "")
+            )
+            t0 = time.perf_counter()
+            result = evaluate_fn(
+                pool_dir=pool.path,
+                selection=job.selection,
+                tasks_dir=tasks_dir,
+                tier=tier,
+                seed=seed,
+                cache_dir=cache_dir,
+                progress=progress,
+                device=device,
+            )
+            evaluated += 1
+            row = _row(job, result, pool.size, seconds=time.perf_counter() - t0)
+            per_eval = (time.perf_counter() - started) / evaluated
+            left = sum(
+                1 for j in jobs[i:] if (j.selection.selection_hash if j.selection else "none") not in done
+            )
+            log(
+                f"[{i}/{len(jobs)}] {label}: mean mIoU {row['mean_miou']:.4f}"
+                + (f", mean NormDEL {row['mean_normdel']:.4f}" if row["mean_normdel"] is not None else "")
+                + f" in {row['seconds']:.0f} s; about {per_eval * left / 60:.0f} min left"
+            )
+        rows.append(row)
+        done[key] = row
+        _write_json(json_path, tier, seed, pool, rows)
+    markdown = render_markdown(rows, tier=tier, pool=pool)
+    (out_dir / "baselines.md").write_text(markdown)
+    return Table(rows=rows, markdown=markdown)
+
+
+def _row(job: Job, result: dict, pool_size: int, *, seconds: float) -> dict:
+    return {
+        "method": job.method,
+        "ratio_asked": job.ratio,
+        "n": result["n_selected"],
+        "R": result["retained_fraction"],
+        "mean_miou": result["mean_miou"],
+        "mean_normdel": result["mean_normdel"],
+        "datasets": {name: d["miou"] for name, d in result["datasets"].items()},
+        "selection_hash": result["selection_hash"] or "none",
+        "tier_hash": result["tier_hash"],
+        "code_version": result.get("code_version"),
+        "seconds": round(seconds, 1),
+        "info": job.info,
+        "note": job.note,
+    }
+
+
+def _previous_rows(path: Path, tier: Tier, seed: int) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+    if old.get("format") != TABLE_FORMAT or old.get("tier_hash") != tier.hash or old.get("seed") != seed:
+        return {}
+    return {row["selection_hash"]: row for row in old.get("rows", [])}
+
+
+def _write_json(path: Path, tier: Tier, seed: int, pool: Pool, rows: list[dict]) -> None:
+    doc = {
+        "format": TABLE_FORMAT,
+        "tier": tier.name,
+        "tier_hash": tier.hash,
+        "seed": seed,
+        "pool": str(pool.path),
+        "pool_size": pool.size,
+        "rows": rows,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool) -> str:
+    lines = [
+        f"Baselines on `{pool.path}` ({pool.size:,} images), tier `{tier.name}` (`{tier.hash[:12]}`).",
+        "",
+        "| Method | Asked | R | n | Mean mIoU (%) | Mean NormDEL |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for row in rows:
+        asked = "—" if row["ratio_asked"] is None else f"{row['ratio_asked']:.0%}"
+        normdel = "—" if row["mean_normdel"] is None else f"{row['mean_normdel']:.4f}"
+        mark = ""
+        if row.get("note"):
+            notes.append(row["note"])
+            mark = f" [{len(notes)}]"
+        lines.append(
+            f"| {row['method']}{mark} | {asked} | {row['R']:.2%} | {row['n']:,} | {100 * row['mean_miou']:.2f} | {normdel} |"
+        )
+    for i, note in enumerate(notes, 1):
+        lines.append(f"\n[{i}] {note}")
+    return "\n".join(lines) + "\n"
+
+
+def write_ids(path: Path, ids: list[str]) -> None:
+    """A selection file: one ID a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")

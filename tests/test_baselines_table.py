@@ -1,0 +1,98 @@
+"""`delbench baselines` table assembly and resume, with a stand-in for the protocol's evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evaluator.baselines.methods import Features
+from evaluator.baselines.table import run_baselines
+from evaluator.metrics import normdel
+from evaluator.store import open_pool
+from evaluator.synth import generate
+from evaluator.tier import load_tier
+
+MICRO = "tests/tiers/micro.json"
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pool") / "pool"
+    generate(out, seed=0, size=96, resolution=32)
+    return open_pool(out)
+
+
+class FakeEvaluate:
+    """Scores a selection by a fixed function of its size, and counts the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *, pool_dir, selection, tasks_dir, tier, seed, cache_dir, progress, device):
+        self.calls.append(selection.selection_hash if selection else None)
+        n = selection.n if selection else 0
+        ratio = n / 96
+        miou = 0.4 + 0.1 * ratio
+        return {
+            "n_selected": n,
+            "retained_fraction": ratio,
+            "mean_miou": miou,
+            "mean_normdel": normdel(miou, ratio) if n else None,
+            "datasets": {"kvasir-seg": {"miou": miou}},
+            "selection_hash": selection.selection_hash if selection else None,
+            "tier_hash": tier.hash,
+        }
+
+
+def test_table_rows_files_and_resume(pool, tmp_path):
+    rng = np.random.default_rng(0)
+    features = Features(
+        pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
+    )
+    tier = load_tier(MICRO)
+    fake = FakeEvaluate()
+    kwargs = dict(
+        pool=pool,
+        tier=tier,
+        methods=["random", "prototype", "semdedup"],
+        ratios=[0.25, 0.5],
+        out_dir=tmp_path / "out",
+        tasks_dir=pool.path / "tasks",
+        cache_dir=tmp_path / "cache",
+        features=features,
+        evaluate_fn=fake,
+    )
+    table = run_baselines(**kwargs)
+    assert [(r["method"], r["ratio_asked"]) for r in table.rows] == [
+        ("full pool", 1.0),
+        ("no pretraining", None),
+        ("random", 0.25),
+        ("random", 0.5),
+        ("prototype", 0.25),
+        ("prototype", 0.5),
+        ("semdedup", 0.25),
+        ("semdedup", 0.5),
+    ]
+    assert len(fake.calls) == 8
+    full, floor = table.rows[0], table.rows[1]
+    assert full["n"] == 96 and full["R"] == 1.0 and floor["n"] == 0 and floor["mean_normdel"] is None
+    for row in table.rows[2:]:
+        assert abs(row["R"] - row["ratio_asked"]) <= 0.01
+        ids = (
+            (tmp_path / "out" / "selections" / f"{row['method']}-{row['ratio_asked']:g}.txt")
+            .read_text()
+            .split()
+        )
+        assert len(ids) == row["n"] and set(ids) <= set(pool.ids)
+    doc = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    assert doc["tier_hash"] == tier.hash and len(doc["rows"]) == 8
+    markdown = (tmp_path / "out" / "baselines.md").read_text()
+    assert "| random | 25% | 25.00% | 24 | 42.50 |" in markdown
+    assert "| no pretraining | — | 0.00% | 0 | 40.00 | — |" in markdown
+
+    # A second run finds every row in baselines.json and evaluates nothing.
+    again = FakeEvaluate()
+    table2 = run_baselines(**{**kwargs, "evaluate_fn": again})
+    assert again.calls == [] and [r["mean_miou"] for r in table2.rows] == [r["mean_miou"] for r in table.rows]
