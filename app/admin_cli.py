@@ -12,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.db import make_engine, make_session_factory, migrate, session_scope
-from app.models import AuditLog, Benchmark, Team, Visibility
+from app.errors import ApiError
+from app.models import Benchmark, Team, Visibility
+from app.services import audit
 from app.services.phases import create_benchmark, create_phase
 from app.services.teams import create_team, create_token
 from app.settings import get_settings
@@ -55,7 +57,7 @@ def main(command: str, argv: list[str]) -> int:
     args = _parser(command).parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, IntegrityError) as exc:  # StoreError is a ValueError: a bad pool, tasks or tier
+    except (ValueError, IntegrityError, ApiError) as exc:  # a bad pool, tasks or tier; a taken name
         reason = "already exists" if isinstance(exc, IntegrityError) else str(exc)
         print(f"delbench {command} {args.action}: {reason}", file=sys.stderr)
         return 2
@@ -70,13 +72,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "create-team":
             team = create_team(session=session, name=args.name, is_admin=args.admin)
             _, token = create_token(session=session, team=team, label="created by delbench admin")
-            session.add(
-                AuditLog(
-                    actor=actor,
-                    action="create_team",
-                    target=f"team:{team.name}",
-                    detail={"admin": args.admin},
-                )
+            audit.record(
+                session=session,
+                actor=actor,
+                action="create_team",
+                target=f"team:{team.name}",
+                detail={"admin": args.admin},
             )
             print(f"team {team.name!r} created (id {team.id}); API token (shown once):\n{token}")
         elif args.action == "create-token":
@@ -84,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
             if team is None:
                 raise SystemExit(f"delbench admin: no team {args.team!r}")
             _, token = create_token(session=session, team=team, label="created by delbench admin")
-            session.add(AuditLog(actor=actor, action="create_token", target=f"team:{team.name}"))
+            audit.record(session=session, actor=actor, action="create_token", target=f"team:{team.name}")
             print(token)
         else:
             benchmark = session.scalar(select(Benchmark).where(Benchmark.slug == args.benchmark))
@@ -105,13 +106,12 @@ def _run(args: argparse.Namespace) -> int:
                 closes_at=args.closes,
                 results_visibility=Visibility.hidden if args.hidden else Visibility.public,
             )
-            session.add(
-                AuditLog(
-                    actor=actor,
-                    action="create_phase",
-                    target=f"phase:{phase.slug}",
-                    detail={"tier": phase.tier},
-                )
+            audit.record(
+                session=session,
+                actor=actor,
+                action="create_phase",
+                target=f"phase:{phase.slug}",
+                detail={"tier": phase.tier},
             )
             print(
                 f"phase {phase.slug!r} created in benchmark {benchmark.slug!r} (pool {phase.pool_dir}, tier {phase.tier})"

@@ -71,6 +71,11 @@ class SubmissionOut(BaseModel):
     selection_hash: str
     file_sha256: str
     is_baseline: bool
+    allow_selection_download: bool = False
+    # moderation: a hidden or disqualified submission is off the board; its team reads why here
+    hidden: bool = False
+    disqualified: bool = False
+    moderation_reason: str | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

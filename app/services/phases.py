@@ -58,12 +58,60 @@ def create_phase(
         results_visibility=results_visibility,
         published=False,
     )
-    pool_for(phase)
-    list_tasks(phase.tasks_path)
-    tier_for(phase)
+    check_phase(phase)
     session.add(phase)
     session.flush()
     return phase
+
+
+EDITABLE = (
+    "name", "description", "pool_dir", "tasks_dir", "tier", "seeds", "quota_per_day", "quota_total",
+    "opens_at", "closes_at", "results_visibility", "published",
+)  # fmt: skip
+
+
+def update_phase(*, session: Session, phase: Phase, changes: dict) -> dict:
+    """Apply `changes` (a subset of EDITABLE) and check the phase again as `create_phase` does; returns
+    {field: [old, new]} for what actually changed. New seeds, tier or pool apply to later submissions and
+    to re-runs, never silently to finished results."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ApiError(422, "field", f"not editable: {sorted(unknown)}")
+    if "pool_dir" in changes and changes["pool_dir"]:
+        changes["pool_dir"] = str(Path(changes["pool_dir"]).resolve())
+    if changes.get("tasks_dir"):
+        changes["tasks_dir"] = str(Path(changes["tasks_dir"]).resolve())
+    diff = {}
+    for name, value in changes.items():
+        old = getattr(phase, name)
+        if old != value:
+            diff[name] = [_plain(old), _plain(value)]
+            setattr(phase, name, value)
+    if {"pool_dir", "tasks_dir", "tier"} & set(diff):
+        check_phase(phase)
+    session.flush()
+    return diff
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def check_phase(phase: Phase) -> None:
+    """Its pool, tasks and tier must load; raises ApiError(422, "phase_config") naming what does not."""
+    try:
+        pool_for(phase)
+        list_tasks(phase.tasks_path)
+        tier_for(phase)
+    except (ValueError, OSError) as exc:  # StoreError and tier errors are ValueErrors
+        raise ApiError(422, "phase_config", f"phase {phase.slug!r}: {exc}") from None
+
+
+def get_benchmark(*, session: Session, slug: str) -> Benchmark:
+    benchmark = session.scalar(select(Benchmark).where(Benchmark.slug == slug))
+    if benchmark is None:
+        raise ApiError(404, "benchmark_not_found", f"no benchmark {slug!r}")
+    return benchmark
 
 
 def get_phase(*, session: Session, slug: str) -> Phase:

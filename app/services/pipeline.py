@@ -357,5 +357,6 @@ def reset_for_rerun(
         "dispatched_at",
     ):
         setattr(submission, column, None)
-    session.add_all(pipeline_stages(submission, task_names))
+    # through the relationship, so this session's `submission.stages` (what next_steps reads) holds them
+    submission.stages.extend(pipeline_stages(submission, task_names))
     session.flush()

@@ -17,6 +17,7 @@ from app.db import is_postgres
 from app.errors import ApiError
 from app.models import QUOTA_STATUSES, EvaluationStage, Phase, Submission, Team, utcnow
 from app.services.phases import pool_for, seeds_for, tier_for
+from app.services.teams import create_team
 from evaluator.selection import SelectionError, load_selection
 from evaluator.store import list_tasks
 
@@ -48,7 +49,7 @@ def create_submission(
     """Validate, check the quota, store the file and the submission with its pending stages (flushed, not
     committed: the caller commits, then enqueues). Any refusal raises ApiError before anything is written."""
     now = now or utcnow()
-    if not phase.is_open(now):
+    if not is_baseline and not phase.is_open(now):  # organizers add baselines whenever they like
         when = (
             f"opens {phase.opens_at:%Y-%m-%d %H:%M} UTC"
             if phase.opens_at and now < phase.opens_at
@@ -156,6 +157,14 @@ def _store_file(uploads_dir: Path, sha: str, data: bytes) -> Path:
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return path.resolve()
+
+
+BASELINES_TEAM = "baselines"
+
+
+def baselines_team(*, session: Session, name: str = BASELINES_TEAM) -> Team:
+    """The team that owns organizer-registered baseline rows (created without a token: nobody logs in as it)."""
+    return session.scalar(select(Team).where(Team.name == name)) or create_team(session=session, name=name)
 
 
 def get_team_submission(*, session: Session, team: Team, submission_id: int) -> Submission:

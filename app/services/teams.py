@@ -35,6 +35,23 @@ def create_token(*, session: Session, team: Team, label: str = "") -> tuple[ApiT
     return row, token
 
 
+def get_team(*, session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        raise ApiError(404, "team_not_found", f"no team {name!r}")
+    return team
+
+
+def rekey(*, session: Session, team: Team, revoke_existing: bool = True, label: str = "") -> str:
+    """A new token for `team` (returned, never stored); by default every older token stops working."""
+    if revoke_existing:
+        now = utcnow()
+        for row in team.tokens:
+            if row.revoked_at is None:
+                row.revoked_at = now
+    return create_token(session=session, team=team, label=label)[1]
+
+
 def authenticate(*, session: Session, token: str | None) -> Team:
     if not token:
         raise ApiError(401, "token_missing", "missing API token: send `Authorization: Bearer <token>`")
