@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.main import api_router
@@ -11,8 +14,10 @@ from app.api.routes import health
 from app.db import make_engine, make_session_factory
 from app.errors import error_body, install_error_handlers
 from app.settings import Settings, get_settings
+from app.web.routes import router as pages_router
 from worker.celery_app import create_celery
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 FORM_OVERHEAD = 1024 * 1024  # room for the multipart envelope and the text fields around the file
 
 
@@ -49,5 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(UploadLimit, max_bytes=settings.upload_max_bytes)
     return app

@@ -50,6 +50,7 @@ class Scores(BaseModel):
     mean_normdel: float
     mean_miou: float
     mean_normdel_std: float | None = None
+    mean_miou_std: float | None = None
     datasets: dict[str, DatasetScore]
 
 
@@ -96,6 +97,7 @@ class LeaderboardRow(BaseModel):
     mean_normdel: float
     mean_miou: float
     mean_normdel_std: float | None
+    mean_miou_std: float | None = None
     seeds: int
     datasets: dict[str, DatasetScore]
     created_at: datetime

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 from collections import defaultdict
 
@@ -34,6 +36,7 @@ def scores(results: list[Result]) -> Scores | None:
         mean_normdel=statistics.fmean(seed_normdel),
         mean_miou=statistics.fmean(seed_miou),
         mean_normdel_std=_std(seed_normdel),
+        mean_miou_std=_std(seed_miou),
         datasets={
             name: DatasetScore(
                 miou=statistics.fmean(r.miou for r in rs),
@@ -50,6 +53,19 @@ def visible_to(phase: Phase, viewer: Team | None) -> int | None | bool:
     if phase.results_public() or (viewer is not None and viewer.is_admin):
         return True
     return viewer.id if viewer is not None else False
+
+
+def submission_visible(submission: Submission, viewer: Team | None) -> bool:
+    """Whether `viewer` may see a submission at all (its page, its scores, its selection file): its own team
+    and organizers always; anyone else only a board row (succeeded, not moderated, results public)."""
+    if viewer is not None and (viewer.is_admin or viewer.id == submission.team_id):
+        return True
+    return (
+        submission.status == SubmissionStatus.succeeded
+        and not submission.hidden
+        and not submission.disqualified
+        and submission.phase.results_public()
+    )
 
 
 def leaderboard(*, session: Session, phase: Phase, viewer: Team | None) -> Leaderboard:
@@ -96,6 +112,7 @@ def leaderboard(*, session: Session, phase: Phase, viewer: Team | None) -> Leade
                 mean_normdel=s.mean_normdel,
                 mean_miou=s.mean_miou,
                 mean_normdel_std=s.mean_normdel_std,
+                mean_miou_std=s.mean_miou_std,
                 seeds=len(s.seeds),
                 datasets=s.datasets,
                 created_at=sub.created_at,
@@ -107,3 +124,24 @@ def leaderboard(*, session: Session, phase: Phase, viewer: Team | None) -> Leade
 
 def phase_pool_size(phase: Phase) -> int:
     return pool_for(phase).size
+
+
+CSV_FIXED = ["rank", "submission_id", "team", "method", "is_baseline", "n", "retained_fraction", "seeds"]
+
+
+def board_csv(board: Leaderboard) -> str:
+    """The board as CSV: one row per entry, scores in [0, 1] (the page shows mIoU in percent)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    score_cols = ["mean_normdel", "mean_normdel_std", "mean_miou", "mean_miou_std"]
+    writer.writerow(
+        CSV_FIXED + score_cols + [f"miou:{d}" for d in board.datasets] + [f"normdel:{d}" for d in board.datasets]
+        + ["created_at"]
+    )  # fmt: skip
+    for row in board.rows:
+        values = row.model_dump()
+        cells = [values[c] for c in CSV_FIXED + score_cols]
+        cells += [row.datasets[d].miou if d in row.datasets else None for d in board.datasets]
+        cells += [row.datasets[d].normdel if d in row.datasets else None for d in board.datasets]
+        writer.writerow([*("" if c is None else c for c in cells), row.created_at.isoformat()])
+    return out.getvalue()

@@ -45,7 +45,9 @@ def test_phases_teams_and_audit(stack, client, pool_dir):
     assert r.json()["changes"]["seeds"] == [1, 3] and r.json()["changes"]["quota_per_day"] == [2, None]
     phase = client.get("/api/v1/phases/val").json()
     assert (phase["seeds"], phase["quota_per_day"], phase["published"]) == (3, None, False)
-    assert client.post("/api/v1/admin/phases/val/publish", json={"reason": "season over"}, headers=h).is_success
+    assert client.post(
+        "/api/v1/admin/phases/val/publish", json={"reason": "season over"}, headers=h
+    ).is_success
     assert client.get("/api/v1/phases/val").json()["published"] is True
 
     r = client.post("/api/v1/admin/teams", json={"name": "team-z", "reason": "registered"}, headers=h)
@@ -57,7 +59,9 @@ def test_phases_teams_and_audit(stack, client, pool_dir):
     ).is_success
     refused = client.get("/api/v1/submissions", headers=auth(first))
     assert refused.status_code == 403 and refused.json()["error"]["rule"] == "team_disabled"
-    assert client.patch("/api/v1/admin/teams/team-z", json={"disabled": False, "reason": "ok"}, headers=h).is_success
+    assert client.patch(
+        "/api/v1/admin/teams/team-z", json={"disabled": False, "reason": "ok"}, headers=h
+    ).is_success
     second = client.post("/api/v1/admin/teams/team-z/rekey", json={"reason": "leaked"}, headers=h).json()[
         "token"
     ]

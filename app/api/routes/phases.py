@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 
 from app.api.deps import OptionalTeam, SessionDep
 from app.models import Phase, utcnow
 from app.schemas import ErrorBody, Leaderboard, PhaseOut
-from app.services.leaderboard import leaderboard, phase_pool_size
+from app.services.leaderboard import board_csv, leaderboard, phase_pool_size
 from app.services.phases import get_phase
 
 router = APIRouter(prefix="/phases", tags=["phases"])
@@ -47,3 +48,20 @@ def read_phase(slug: str, session: SessionDep) -> PhaseOut:
 def read_leaderboard(slug: str, session: SessionDep, viewer: OptionalTeam) -> Leaderboard:
     """Ranked by mean NormDEL, with mean mIoU, R, n and the per-dataset mIoU and NormDEL."""
     return leaderboard(session=session, phase=get_phase(session=session, slug=slug), viewer=viewer)
+
+
+@router.get(
+    "/{slug}/leaderboard.csv",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {}}}, 404: {"model": ErrorBody}},
+)
+def read_leaderboard_csv(slug: str, session: SessionDep, viewer: OptionalTeam) -> PlainTextResponse:
+    """The same board as CSV (the same rows a token's holder sees as JSON)."""
+    board = leaderboard(session=session, phase=get_phase(session=session, slug=slug), viewer=viewer)
+    return csv_response(board_csv(board), f"delbench-{slug}-leaderboard.csv")
+
+
+def csv_response(text: str, filename: str) -> PlainTextResponse:
+    return PlainTextResponse(
+        text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
