@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from evaluator.metrics import NORMDEL_ALPHA, normdel
 
 WIDTH, HEIGHT = 760, 400
-LEFT, RIGHT, TOP, BOTTOM = 64, 112, 20, 48
+LEFT, RIGHT, TOP, BOTTOM = 64, 56, 28, 48
 NICE_R = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 
 
@@ -96,10 +96,23 @@ def build(rows: list[dict]) -> Chart:
     c_lo, c_hi = normdel(m_lo, 1.0), normdel(m_hi, r_lo)
     for k in range(1, 5):
         c = round(c_lo + (c_hi - c_lo) * k / 5, 3)
-        xs = [10 ** (math.log10(r_lo) * (1 - t / 80)) for t in range(81)]
-        inside = [(sx(r), sy(iso_miou(c, r))) for r in xs if m_lo <= iso_miou(c, r) <= m_hi]
-        if len(inside) >= 2:
-            chart.iso.append({"c": c, "path": _path(inside), "label_xy": inside[-1]})
+        logit = math.log(c / (1 - c))
+        if logit <= 0:
+            continue
+        # the R range where the curve is inside the box: mIoU = logit * exp(R) in [m_lo, m_hi]
+        r_from = max(r_lo, math.log(m_lo / logit) / NORMDEL_ALPHA) if m_lo > 0 else r_lo
+        r_to = min(1.0, math.log(m_hi / logit) / NORMDEL_ALPHA)
+        if r_to <= r_from:
+            continue
+        a, b = math.log10(r_from), math.log10(r_to)
+        inside = [
+            (sx(10 ** (a + (b - a) * t / 60)), sy(iso_miou(c, 10 ** (a + (b - a) * t / 60))))
+            for t in range(61)
+        ]
+        x, y = inside[-1]
+        # the label sits just outside the box where the curve leaves it: above the top, or right of it
+        label_xy = (x - 14, y0 - 6) if r_to < 1.0 else (x1 + 4, y + 4)
+        chart.iso.append({"c": c, "path": _path(inside), "label_xy": label_xy})
 
     points = [
         Point(
