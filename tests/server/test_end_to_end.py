@@ -3,7 +3,6 @@ uploaded over HTTP, and the leaderboard compared with what `delbench evaluate` g
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -11,21 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import EvaluationStage, Result, Submission, WorkerHeartbeat
-from tests.server.conftest import MICRO_TIER, free_port, make_stack, run_cli, seed_phase
+from tests.server.conftest import free_port, make_stack, seed_phase
 from tests.server.procs import poll_submission, start_server, start_worker
 
 pytestmark = pytest.mark.slow
-
-
-def reference_results(pool_dir: Path, ids_file: Path, tmp: Path, seed: int = 0) -> dict:
-    """What a participant gets locally from the same selection, tier and seed."""
-    out = tmp / "reference.json"
-    done = run_cli(
-        "evaluate", "--pool", str(pool_dir), "--ids", str(ids_file), "--tier", str(MICRO_TIER),
-        "--seed", str(seed), "--out", str(out), "--cache", str(tmp / "ref-cache"), "--quiet",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(out.read_text())
 
 
 def assert_board_matches(board: dict, submission_id: int, reference: dict) -> None:
@@ -42,11 +30,10 @@ def assert_board_matches(board: dict, submission_id: int, reference: dict) -> No
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, tmp_path):
+def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, every_10th, tmp_path):
     stack = make_stack("production", tmp_path, postgres.create(), redis_prefix + "e2e:")
     seeded = seed_phase(stack, pool_dir)
-    ids_file = tmp_path / "every5th.txt"
-    ids_file.write_text("\n".join(pool_ids[::5]) + "\n")
+    ids_file, reference = every_10th
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     api = start_server(stack.env, port, tmp_path)
@@ -58,8 +45,8 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
             r = httpx.post(
                 url,
                 headers=headers,
-                files={"file": ("every5th.txt", f)},
-                data={"method": "every 5th frame"},
+                files={"file": ("every-10th.txt", f)},
+                data={"method": "every 10th frame"},
                 timeout=30,
             )
         assert r.status_code == 202, r.text
@@ -84,7 +71,7 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
         if worker is not None:
             worker.stop()
         api.stop()
-    assert_board_matches(board, sid, reference_results(pool_dir, ids_file, tmp_path))
+    assert_board_matches(board, sid, reference)
     with stack.session() as session:
         assert (
             session.scalar(select(func.count()).select_from(Result).where(Result.submission_id == sid)) == 8
