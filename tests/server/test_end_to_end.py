@@ -3,6 +3,7 @@ uploaded over HTTP, and the leaderboard compared with what `delbench evaluate` g
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -65,8 +66,22 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, e
         done = poll_submission(base, seeded.token, sid, until={"succeeded"}, timeout=240, procs=[api, worker])
         assert done["progress"] == 1.0 and done["error"] is None
         assert {s["status"] for s in done["stages"]} == {"succeeded"}
+        # the same selection again (JSON this time): the cached encoder is reused, the scores are the same
+        r = httpx.post(
+            url,
+            headers=headers,
+            files={"file": ("again.json", json.dumps(pool_ids[::10]).encode())},
+            timeout=30,
+        )
+        again = poll_submission(
+            base, seeded.token, r.json()["id"], until={"succeeded"}, timeout=240, procs=[api, worker]
+        )
         board = httpx.get(f"{base}/api/v1/phases/{seeded.phase_slug}/leaderboard", timeout=10).json()
-        assert [(row["rank"], row["submission_id"]) for row in board["rows"]] == [(1, sid)]
+        assert [row["submission_id"] for row in board["rows"]] == [
+            sid,
+            again["id"],
+        ]  # ties: the earlier first
+        assert again["results"] == done["results"]
     finally:
         if worker is not None:
             worker.stop()
@@ -82,6 +97,15 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, e
             )
         )
         assert pretrain.attempts == 1 and pretrain.detail["cache_hit"] is False
+        cached = session.scalar(
+            select(EvaluationStage).where(
+                EvaluationStage.submission_id == again["id"], EvaluationStage.name == "pretrain"
+            )
+        )
+        assert (
+            cached.detail["cache_hit"] is True
+            and cached.detail["encoder_path"] == pretrain.detail["encoder_path"]
+        )
         assert session.get(Submission, sid).mean_normdel == pytest.approx(board["rows"][0]["mean_normdel"])
         workers = session.scalars(select(WorkerHeartbeat)).all()
         assert [(w.name, w.queues, w.current) for w in workers] == [("w1@test", "gpu,light", None)]

@@ -265,6 +265,7 @@ def test_leaderboard_and_phase_reads(stack, client, pool_dir):
     assert client.get("/api/v1/phases/nope/leaderboard").json()["error"]["rule"] == "phase_not_found"
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
 
 
 def test_json_and_csv_selections_are_accepted(stack, client, pool_dir, pool_ids):
