@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import phases, submissions
+from app.api.routes import admin, phases, submissions
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(phases.router)
 api_router.include_router(submissions.router)
+api_router.include_router(admin.router)
