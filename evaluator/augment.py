@@ -18,12 +18,16 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device | str, size: int | None = None) -> torch.Tensor:
+def to_model_input(
+    images: np.ndarray | torch.Tensor, device: torch.device | str, size: int | None = None
+) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> normalized float [N, 3, size, size] on `device` (bilinear resize if needed)."""
     x = torch.as_tensor(np.ascontiguousarray(images)).to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     if size is not None and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -57,7 +61,9 @@ def random_resized_crop_flip(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def random_flips(x: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_flips(
+    x: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random horizontal and vertical flips on images [N, C, H, W] and masks [N, H, W]."""
     u = torch.rand(x.shape[0], 2, device=x.device, generator=generator)
     h = u[:, 0] < 0.5

@@ -125,7 +125,15 @@ def pretrain(
             window_sum.zero_()
             window_n = 0
         if done % cfg.checkpoint_every == 0 and done < total:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done, "loss_curve": curve}, ckpt_path)
+            _save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                    "loss_curve": curve,
+                },
+                ckpt_path,
+            )
         if progress:
             progress("pretrain", done, total)
     return model, curve

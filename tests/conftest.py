@@ -16,7 +16,11 @@ MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `delbench ARGS...` in a fresh interpreter, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "delbench", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "delbench", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

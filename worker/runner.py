@@ -115,22 +115,25 @@ def run_stage(
     task_id = task.request.id or f"local-{random.getrandbits(64):x}"
     worker = task.request.hostname or socket.gethostname()
     label = f"submission {submission_id} {name} (seed {seed})"
-    with rt.session() as session:
-        outcome, stage = pipeline.claim_stage(
-            session=session,
-            submission_id=submission_id,
-            seed=seed,
-            name=name,
-            worker=worker,
-            task_id=task_id,
-            lease_seconds=rt.settings.lease_seconds,
-            max_attempts=rt.settings.max_attempts,
-        )
-        if outcome != pipeline.Claim.claimed:
-            log.info("%s: %s, nothing to do", label, outcome.value)
-            return None
-        ctx_fields = _context_fields(stage)
-        _doing(session, worker, label)
+    try:
+        with rt.session() as session:
+            outcome, stage = pipeline.claim_stage(
+                session=session,
+                submission_id=submission_id,
+                seed=seed,
+                name=name,
+                worker=worker,
+                task_id=task_id,
+                lease_seconds=rt.settings.lease_seconds,
+                max_attempts=rt.settings.max_attempts,
+            )
+            if outcome != pipeline.Claim.claimed:
+                log.info("%s: %s, nothing to do", label, outcome.value)
+                return None
+            ctx_fields = _context_fields(stage)
+            _doing(session, worker, label)
+    except TRANSIENT as exc:  # nothing claimed yet: just try again later
+        raise _retry(task, rt, exc, label) from None
     log.info("%s: started (attempt %d, task %s)", label, stage.attempts, task_id)
 
     tail = LogTail(rt.settings.log_tail_lines)
@@ -187,9 +190,7 @@ def run_stage(
     except TRANSIENT as exc:
         if task.request.retries < rt.settings.task_max_retries:
             _release(rt, ctx_fields["stage_id"], task_id)
-            countdown = min(60.0, 2.0**task.request.retries) * random.uniform(0.5, 1.0)
-            log.warning("%s: transient error (%s); retry in %.1f s", label, exc, countdown)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=rt.settings.task_max_retries) from None
+            raise _retry(task, rt, exc, label) from None
         _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
         return None
     except Exception as exc:
@@ -203,6 +204,14 @@ def run_stage(
                 _doing(session, worker, None)
         except TRANSIENT:
             pass
+
+
+def _retry(task: Task, rt: Runtime, exc: Exception, label: str) -> Exception:
+    """Celery's retry with exponential back-off and jitter (1, 2, 4 ... 60 s); past the retry limit it
+    raises the error itself, which then ends the task (the reconciler hands the stage on later)."""
+    countdown = min(60.0, 2.0**task.request.retries) * random.uniform(0.5, 1.0)
+    log.warning("%s: transient error (%s); retry in %.1f s", label, exc, countdown)
+    return task.retry(exc=exc, countdown=countdown, max_retries=rt.settings.task_max_retries, throw=False)
 
 
 def _doing(session, worker: str, label: str | None) -> None:

@@ -172,7 +172,7 @@ def test_baselines_and_health(stack, client, pool_dir, pool_ids):
             WorkerHeartbeat(name="gpu1@b", queues="gpu", pid=2, last_seen_at=utcnow() - timedelta(hours=1))
         )
     health = client.get("/api/v1/admin/health", headers=h).json()
-    assert health["submissions"]["succeeded"] == 1 and health["submissions"]["queued"] == 0
+    assert health["submissions"] == {"succeeded": 1}
     assert [(w["name"], w["alive"]) for w in health["workers"]] == [("gpu0@a", True), ("gpu1@b", False)]
     assert health["workers_alive"] == 1
-    assert health["broker"] == {"queues": {"gpu": 0, "light": 1}, "error": None}  # the baseline's validation
+    assert health["queues"] == {"gpu": 0, "light": 1} and health["broker_error"] is None  # its validation

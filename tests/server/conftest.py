@@ -8,6 +8,7 @@ database migrated once per session. Redis keys carry a per-session prefix, so ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -74,6 +75,26 @@ def pool_dir(small_pool) -> Path:
 @pytest.fixture(scope="session")
 def pool_ids(small_pool_ids) -> list[str]:
     return small_pool_ids
+
+
+def reference_results(pool_dir: Path, ids_file: Path, tmp: Path, seed: int = 0) -> dict:
+    """What a participant gets locally from the same selection, tier and seed: `delbench evaluate`."""
+    out = tmp / "reference.json"
+    done = run_cli(
+        "evaluate", "--pool", str(pool_dir), "--ids", str(ids_file), "--tier", str(MICRO_TIER),
+        "--seed", str(seed), "--out", str(out), "--cache", str(tmp / "ref-cache"), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="session")
+def every_10th(pool_dir, pool_ids, tmp_path_factory) -> tuple[Path, dict]:
+    """The selection the demo's example uses (every 10th frame) and its reference results, computed once."""
+    tmp = tmp_path_factory.mktemp("reference")
+    ids_file = tmp / "every-10th.txt"
+    ids_file.write_text("\n".join(pool_ids[::10]) + "\n")
+    return ids_file, reference_results(pool_dir, ids_file, tmp)
 
 
 # ------------------------------------------------------------------------------------- databases

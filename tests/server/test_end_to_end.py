@@ -11,21 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import EvaluationStage, Result, Submission, WorkerHeartbeat
-from tests.server.conftest import MICRO_TIER, free_port, make_stack, run_cli, seed_phase
+from tests.server.conftest import free_port, make_stack, seed_phase
 from tests.server.procs import poll_submission, start_server, start_worker
 
 pytestmark = pytest.mark.slow
-
-
-def reference_results(pool_dir: Path, ids_file: Path, tmp: Path, seed: int = 0) -> dict:
-    """What a participant gets locally from the same selection, tier and seed."""
-    out = tmp / "reference.json"
-    done = run_cli(
-        "evaluate", "--pool", str(pool_dir), "--ids", str(ids_file), "--tier", str(MICRO_TIER),
-        "--seed", str(seed), "--out", str(out), "--cache", str(tmp / "ref-cache"), "--quiet",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(out.read_text())
 
 
 def assert_board_matches(board: dict, submission_id: int, reference: dict) -> None:
@@ -42,11 +31,10 @@ def assert_board_matches(board: dict, submission_id: int, reference: dict) -> No
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, tmp_path):
+def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, every_10th, tmp_path):
     stack = make_stack("production", tmp_path, postgres.create(), redis_prefix + "e2e:")
     seeded = seed_phase(stack, pool_dir)
-    ids_file = tmp_path / "every5th.txt"
-    ids_file.write_text("\n".join(pool_ids[::5]) + "\n")
+    ids_file, reference = every_10th
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     api = start_server(stack.env, port, tmp_path)
@@ -58,8 +46,8 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
             r = httpx.post(
                 url,
                 headers=headers,
-                files={"file": ("every5th.txt", f)},
-                data={"method": "every 5th frame"},
+                files={"file": ("every-10th.txt", f)},
+                data={"method": "every 10th frame"},
                 timeout=30,
             )
         assert r.status_code == 202, r.text
@@ -78,13 +66,27 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
         done = poll_submission(base, seeded.token, sid, until={"succeeded"}, timeout=240, procs=[api, worker])
         assert done["progress"] == 1.0 and done["error"] is None
         assert {s["status"] for s in done["stages"]} == {"succeeded"}
+        # the same selection again (JSON this time): the cached encoder is reused, the scores are the same
+        r = httpx.post(
+            url,
+            headers=headers,
+            files={"file": ("again.json", json.dumps(pool_ids[::10]).encode())},
+            timeout=30,
+        )
+        again = poll_submission(
+            base, seeded.token, r.json()["id"], until={"succeeded"}, timeout=240, procs=[api, worker]
+        )
         board = httpx.get(f"{base}/api/v1/phases/{seeded.phase_slug}/leaderboard", timeout=10).json()
-        assert [(row["rank"], row["submission_id"]) for row in board["rows"]] == [(1, sid)]
+        assert [row["submission_id"] for row in board["rows"]] == [
+            sid,
+            again["id"],
+        ]  # ties: the earlier first
+        assert again["results"] == done["results"]
     finally:
         if worker is not None:
             worker.stop()
         api.stop()
-    assert_board_matches(board, sid, reference_results(pool_dir, ids_file, tmp_path))
+    assert_board_matches(board, sid, reference)
     with stack.session() as session:
         assert (
             session.scalar(select(func.count()).select_from(Result).where(Result.submission_id == sid)) == 8
@@ -95,6 +97,15 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, t
             )
         )
         assert pretrain.attempts == 1 and pretrain.detail["cache_hit"] is False
+        cached = session.scalar(
+            select(EvaluationStage).where(
+                EvaluationStage.submission_id == again["id"], EvaluationStage.name == "pretrain"
+            )
+        )
+        assert (
+            cached.detail["cache_hit"] is True
+            and cached.detail["encoder_path"] == pretrain.detail["encoder_path"]
+        )
         assert session.get(Submission, sid).mean_normdel == pytest.approx(board["rows"][0]["mean_normdel"])
         workers = session.scalars(select(WorkerHeartbeat)).all()
         assert [(w.name, w.queues, w.current) for w in workers] == [("w1@test", "gpu,light", None)]

@@ -82,3 +82,20 @@ def test_other_errors_fail_the_submission_with_the_log_tail(worker_app, stack, s
             "ValueError: pool and selection disagree"
         )
         assert sub.stages[0].status == StageStatus.failed and sub.stages[0].log_tail == sub.log_tail
+
+
+def test_an_unreachable_database_at_claim_time_is_retried_then_gives_up(worker_app, monkeypatch):
+    monkeypatch.setenv("DELBENCH_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("DELBENCH_TASK_MAX_RETRIES", "2")
+    get_settings.cache_clear()
+    runtime.cache_clear()
+    tries = []
+
+    @worker_app.task(bind=True, name="test.validate")
+    def task(self):
+        tries.append(self.request.retries)
+        return run_stage(self, submission_id=1, seed=0, name="validate", body=lambda ctx: {}, advance=False)
+
+    result = task.apply()
+    assert tries == [0, 1, 2]  # the first try and two retries, then the error ends the task
+    assert result.state == "FAILURE" and isinstance(result.result, OperationalError)

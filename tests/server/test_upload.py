@@ -10,14 +10,15 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from app.main import create_app
-from app.models import Submission, SubmissionStatus, utcnow
+from app.models import Submission, SubmissionStatus, WorkerHeartbeat, utcnow
 from app.services.phases import get_phase
 from app.services.pipeline import fail_submission
 from app.services.submissions import SubmissionMeta, create_submission
-from app.services.teams import create_token
+from app.services.teams import create_team, create_token
 from tests.server.conftest import add_team, seed_phase
 from worker.celery_app import queue_size
 
@@ -265,6 +266,7 @@ def test_leaderboard_and_phase_reads(stack, client, pool_dir):
     assert client.get("/api/v1/phases/nope/leaderboard").json()["error"]["rule"] == "phase_not_found"
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
 
 
 def test_json_and_csv_selections_are_accepted(stack, client, pool_dir, pool_ids):
@@ -273,3 +275,24 @@ def test_json_and_csv_selections_are_accepted(stack, client, pool_dir, pool_ids)
     r2 = upload(client, seeded.token, "id,note\n" + "\n".join(f"{i},x" for i in reversed(pool_ids[:5])))
     assert r1.status_code == r2.status_code == 202
     assert r1.json()["selection_hash"] == r2.json()["selection_hash"]  # same set, any format, same hash
+
+
+def test_admin_health_needs_an_admin_token(stack, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    stack.settings.admin_token = SecretStr("s" * 40)
+    with stack.session() as session:
+        _, admin_token = create_token(
+            session=session, team=create_team(session=session, name="orgs", is_admin=True)
+        )
+        session.add(WorkerHeartbeat(name="gpu0@x", queues="gpu,light", pid=7))
+    with TestClient(create_app(stack.settings)) as client:
+        assert upload(client, seeded.token, pool_ids[0]).status_code == 202
+        url = "/api/v1/admin/health"
+        assert client.get(url).json()["error"]["rule"] == "token_missing"
+        assert client.get(url, headers=auth(seeded.token)).status_code == 403  # a participant
+        for token in (admin_token, "s" * 40):  # an admin team's token, and the settings' admin token
+            health = client.get(url, headers=auth(token))
+            assert health.status_code == 200, health.text
+            body = health.json()
+            assert body["submissions"] == {"queued": 1} and body["queues"] == {"gpu": 0, "light": 1}
+            assert [w["name"] for w in body["workers"]] == ["gpu0@x"]

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.slow
 
 
 def long_pretraining_tier(tmp_path) -> str:
-    """The micro tier with 64 pretraining steps instead of 16, so there is a 'mid-pretraining' to kill in."""
+    """The micro tier with 32 pretraining steps instead of 16, so there is a 'mid-pretraining' to kill in
+    (the test kills at the first progress report, and checks afterwards that pretraining had not ended)."""
     raw = json.loads(MICRO_TIER.read_text())
-    raw["pretrain"]["samples_seen"] = 64 * raw["pretrain"]["batch_size"]
+    raw["pretrain"]["samples_seen"] = 32 * raw["pretrain"]["batch_size"]
     raw["pretrain"]["checkpoint_every"] = 8
     path = tmp_path / "micro-long.json"
     path.write_text(json.dumps(raw))
