@@ -34,7 +34,42 @@ def _env(data: Path) -> dict[str, str]:
     }
 
 
-def _prepare(data: Path, tier_arg: str, pool_size: int) -> tuple[str, Path]:
+# Reference rows registered when the demo phase is created, so the board is not empty: the two ends of
+# the R axis. Each costs one evaluation (a few minutes at synth-tiny on 2 CPU cores), queued before any
+# participant's submission; `--no-baselines` skips them.
+DEMO_BASELINES = (("random 5%", 0.05), ("full pool", 1.0))
+
+
+def _register_baselines(session, phase, settings) -> list[int]:
+    """Submit the demo's baseline selections through the same service the admin API uses (audited)."""
+    import random
+
+    from app.services import audit
+    from app.services.submissions import SubmissionMeta, baselines_team, create_submission
+    from evaluator.store import open_pool
+
+    ids = open_pool(phase.pool_dir).ids
+    team = baselines_team(session=session)
+    created = []
+    for method, fraction in DEMO_BASELINES:
+        chosen = ids if fraction >= 1 else random.Random(0).sample(ids, max(1, round(fraction * len(ids))))
+        submission = create_submission(
+            session=session, team=team, phase=phase, data="\n".join(chosen).encode(), is_baseline=True,
+            meta=SubmissionMeta(
+                method=method, description=f"{fraction:.0%} of the pool" + (" at random" if fraction < 1 else ""),
+                allow_selection_download=True,
+            ),
+            uploads_dir=settings.uploads_dir, max_bytes=settings.upload_max_bytes,
+        )  # fmt: skip
+        audit.record(
+            session=session, actor="demo", action="register_baseline", target=f"submission:{submission.id}",
+            reason="demo start-up: reference rows", detail={"method": method, "n": submission.n},
+        )  # fmt: skip
+        created.append(submission.id)
+    return created
+
+
+def _prepare(data: Path, tier_arg: str, pool_size: int, baselines: bool = True) -> tuple[str, Path]:
     """Pool, database, demo phase and team; returns a new participant token and an example selection."""
     from app.db import make_engine, make_session_factory, migrate, session_scope
     from app.models import Benchmark, Phase, Team
@@ -66,8 +101,9 @@ def _prepare(data: Path, tier_arg: str, pool_size: int) -> tuple[str, Path]:
                 session=session, slug="delbench-demo", name="DELBench demo (synthetic pool)"
             )
         phase = session.scalar(select(Phase).where(Phase.slug == DEMO_PHASE))
+        new_baselines: list[int] = []
         if phase is None:
-            create_phase(
+            phase = create_phase(
                 session=session,
                 benchmark=benchmark,
                 slug=DEMO_PHASE,
@@ -75,12 +111,24 @@ def _prepare(data: Path, tier_arg: str, pool_size: int) -> tuple[str, Path]:
                 pool_dir=pool_dir,
                 tier=tier_ref,
             )
+            if baselines:
+                new_baselines = _register_baselines(session, phase, settings)
         else:
             phase.tier, phase.pool_dir = tier_ref, str(pool_dir.resolve())  # a re-run may name another tier
         team = session.scalar(select(Team).where(Team.name == "demo-team")) or create_team(
             session=session, name="demo-team"
         )
         _, token = create_token(session=session, team=team, label="delbench demo")
+    if new_baselines:  # committed above; now queued (the worker started next consumes them first)
+        from app.models import Submission
+        from app.services.dispatch import dispatch_next
+        from worker.celery_app import create_celery
+
+        celery = create_celery(settings)
+        with session_scope(make_session_factory(engine)) as session:
+            for sid in new_baselines:
+                dispatch_next(session=session, celery=celery, submission=session.get(Submission, sid))
+        print(f"demo: {len(new_baselines)} baseline rows queued ({', '.join(m for m, _ in DEMO_BASELINES)})")
     engine.dispose()
     example = data / "example-selection.txt"
     ids = open_pool(pool_dir).ids
@@ -124,10 +172,13 @@ def main(command: str, argv: list[str]) -> int:
     parser.add_argument(
         "--pool-size", type=int, default=4800, help="frames of the synthetic pool, on first run"
     )
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="do not queue the baseline rows when the phase is created"
+    )
     args = parser.parse_args(argv)
 
     data = args.data_dir.resolve()
-    token, example = _prepare(data, args.tier, args.pool_size)
+    token, example = _prepare(data, args.tier, args.pool_size, baselines=not args.no_baselines)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DELBENCH_")} | _env(data)
     delbench = [sys.executable, "-m", "delbench"]
     # own sessions: Ctrl-C reaches this process only, which then stops the two in order
@@ -149,6 +200,7 @@ def main(command: str, argv: list[str]) -> int:
         print(
             f"""
 DELBench demo is running: API {url} (docs {url}/docs), one worker, phase '{DEMO_PHASE}' (tier {args.tier}).
+Leaderboard: {url}/phases/{DEMO_PHASE}
 
   participant token: {token}
 
