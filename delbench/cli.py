@@ -32,6 +32,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pick a subset with a baseline: random, meddel, semdedup, hard, prototype",
     ),
     "baselines": ("evaluator.baselines.cli", "evaluate every baseline at several ratios; write the table"),
+    "demo": (
+        "app.demo",
+        "run the whole server on embedded defaults: API, worker, synthetic pool, a demo phase",
+    ),
+    "serve": ("app.cli", "serve the API (migrates the database first)"),
+    "admin": ("app.admin_cli", "organizer bootstrap: create teams (printing their token), tokens and phases"),
+    "submit": ("delbench.client", "upload a selection to a phase and follow its evaluation (participants)"),
+    "status": ("delbench.client", "show a submission, or list your team's submissions"),
+    "leaderboard": ("delbench.client", "print a phase's leaderboard"),
+    "worker": ("worker.cli", "run an evaluation worker (Celery) for the gpu and light queues"),
 }
 
 
