@@ -28,12 +28,18 @@ from evaluator.tier import load_tier  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tier", default="synth-tiny", help="a tier, or several separated by commas (compared)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tier", default="synth-tiny", help="a tier, or several separated by commas (compared)"
+    )
     parser.add_argument("--conditions", default="none,random,full", help="any of none, random, full")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ratio", type=float, default=0.05)
-    parser.add_argument("--pool", type=Path, help="existing synthetic pool (default: generate one, seed 0, size 4800)")
+    parser.add_argument(
+        "--pool", type=Path, help="existing synthetic pool (default: generate one, seed 0, size 4800)"
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
@@ -49,7 +55,10 @@ def main() -> None:
     subset = sorted(rng.choice(pool.size, size=round(args.ratio * pool.size), replace=False))
     conditions = {
         "none": ("no pretraining", None),
-        "random": (f"random {args.ratio:.0%}", load_selection("\n".join(pool.ids[i] for i in subset).encode(), pool.index_of)),
+        "random": (
+            f"random {args.ratio:.0%}",
+            load_selection("\n".join(pool.ids[i] for i in subset).encode(), pool.index_of),
+        ),
         "full": ("full pool", load_selection("\n".join(pool.ids).encode(), pool.index_of)),
     }
     raw: dict[str, list[dict]] = {}
@@ -59,10 +68,20 @@ def main() -> None:
             label = f"{tier.name} {label}" if len(tiers) > 1 else label
             for seed in seeds:
                 t0 = time.perf_counter()
-                result = evaluate(pool_dir=pool_dir, selection=selection, tasks_dir=None, tier=tier, seed=seed,
-                                  cache_dir=work / "cache", device=args.device)
+                result = evaluate(
+                    pool_dir=pool_dir,
+                    selection=selection,
+                    tasks_dir=None,
+                    tier=tier,
+                    seed=seed,
+                    cache_dir=work / "cache",
+                    device=args.device,
+                )
                 raw.setdefault(label, []).append(result)
-                print(f"{label:>16} seed {seed}: mean mIoU {result['mean_miou']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+                print(
+                    f"{label:>16} seed {seed}: mean mIoU {result['mean_miou']:.4f} ({time.perf_counter() - t0:.1f} s)",
+                    flush=True,
+                )
     print(f"\ntiers {', '.join(t.name + ' ' + t.hash[:12] for t in tiers)}; seeds {seeds}, pool {pool.size}")
     print("| selection | R | mean mIoU (mean ± sd over seeds) | spread (max − min) | mean NormDEL |")
     print("|---|---|---|---|---|")
@@ -70,9 +89,14 @@ def main() -> None:
         m = [r["mean_miou"] for r in results]
         nd = [r["mean_normdel"] for r in results if r["mean_normdel"] is not None]
         nd_text = f"{statistics.mean(nd):.4f}" if nd else "—"
-        print(f"| {label} | {results[0]['retained_fraction']:.2f} | {statistics.mean(m):.4f} ± {statistics.stdev(m) if len(m) > 1 else 0:.4f} "
-              f"| {max(m) - min(m):.4f} | {nd_text} |")
-    per_task = {label: {t: statistics.mean(r["datasets"][t]["miou"] for r in rs) for t in rs[0]["datasets"]} for label, rs in raw.items()}
+        print(
+            f"| {label} | {results[0]['retained_fraction']:.2f} | {statistics.mean(m):.4f} ± {statistics.stdev(m) if len(m) > 1 else 0:.4f} "
+            f"| {max(m) - min(m):.4f} | {nd_text} |"
+        )
+    per_task = {
+        label: {t: statistics.mean(r["datasets"][t]["miou"] for r in rs) for t in rs[0]["datasets"]}
+        for label, rs in raw.items()
+    }
     print("\nper-task mean mIoU:")
     for label, tasks in per_task.items():
         print(f"  {label:>16}: " + "  ".join(f"{t}={v:.3f}" for t, v in tasks.items()))

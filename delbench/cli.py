@@ -16,8 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluator.cli", "run the fixed protocol on a selection: MAE pretraining + eight finetunes"),
     "normdel": ("evaluator.cli", "print NormDEL for an mIoU and a retained fraction"),
     "tiers": ("evaluator.cli", "list the protocol tiers with their hashes"),
-    "ingest": ("evaluator.ingest.cli", "turn a real dataset download (pool source or downstream task) into a store"),
-    "verify": ("evaluator.ingest.cli", "check a pool or tasks folder and re-hash the files it was ingested from"),
+    "ingest": (
+        "evaluator.ingest.cli",
+        "turn a real dataset download (pool source or downstream task) into a store",
+    ),
+    "verify": (
+        "evaluator.ingest.cli",
+        "check a pool or tasks folder and re-hash the files it was ingested from",
+    ),
     "embed": (
         "evaluator.baselines.cli",
         "embed every pool image with the tier's full-pool MAE encoder (cached)",
@@ -27,6 +33,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pick a subset with a baseline: random, meddel, semdedup, hard, prototype",
     ),
     "baselines": ("evaluator.baselines.cli", "evaluate every baseline at several ratios; write the table"),
+    "demo": (
+        "app.demo",
+        "run the whole server on embedded defaults: API, worker, synthetic pool, a demo phase",
+    ),
+    "serve": ("app.cli", "serve the API (migrates the database first)"),
+    "admin": ("app.admin_cli", "organizer bootstrap: create teams (printing their token), tokens and phases"),
+    "submit": ("delbench.client", "upload a selection to a phase and follow its evaluation (participants)"),
+    "status": ("delbench.client", "show a submission, or list your team's submissions"),
+    "leaderboard": ("delbench.client", "print a phase's leaderboard"),
+    "worker": ("worker.cli", "run an evaluation worker (Celery) for the gpu and light queues"),
 }
 
 

@@ -38,7 +38,9 @@ def _stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device | str, size: int | None = None) -> torch.Tensor:
+def to_model_input(
+    images: np.ndarray | torch.Tensor, device: torch.device | str, size: int | None = None
+) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> normalized float [N, 3, size, size] on `device` (bilinear resize if needed).
 
     A tensor already on `device` (from `evaluator.feed.device_batches`) is used as is; an array is copied.
@@ -47,7 +49,9 @@ def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device | str
     x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     if size is not None and x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
+        )
     mean, std = _stats(x.device)
     return (x - mean) / std
 
@@ -80,7 +84,9 @@ def random_resized_crop_flip(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def random_flips(x: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_flips(
+    x: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random horizontal and vertical flips on images [N, C, H, W] and masks [N, H, W]."""
     u = torch.rand(x.shape[0], 2, device=x.device, generator=generator)
     h = u[:, 0] < 0.5

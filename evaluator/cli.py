@@ -32,7 +32,9 @@ class StageProgress:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total, desc=stage, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True
+            )
         self.bar.n = done
         self.bar.refresh() if done == total else self.bar.update(0)
 
@@ -48,11 +50,16 @@ def _fail(message: str) -> int:
 
 
 def cmd_synth(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="delbench synth", description="Generate the synthetic DataDEL pool (DIR) and its eight downstream tasks (DIR/tasks). Same seed, same bytes.")
+    parser = argparse.ArgumentParser(
+        prog="delbench synth",
+        description="Generate the synthetic DataDEL pool (DIR) and its eight downstream tasks (DIR/tasks). Same seed, same bytes.",
+    )
     parser.add_argument("--out", required=True, type=Path, help="pool folder to write (replaced atomically)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=4800, help="number of pool frames (default 4800)")
-    parser.add_argument("--resolution", type=int, default=64, help="stored image side in pixels (default 64, synth-tiny's)")
+    parser.add_argument(
+        "--resolution", type=int, default=64, help="stored image side in pixels (default 64, synth-tiny's)"
+    )
     args = parser.parse_args(argv)
     if args.size < 1:
         return _fail("--size must be at least 1")
@@ -67,7 +74,9 @@ def cmd_synth(argv: list[str]) -> int:
         bar.n = done
         bar.refresh()
 
-    summary = generate(args.out, seed=args.seed, size=args.size, resolution=args.resolution, progress=progress)
+    summary = generate(
+        args.out, seed=args.seed, size=args.size, resolution=args.resolution, progress=progress
+    )
     bar.close()
     print(json.dumps(summary, indent=2))
     return 0
@@ -80,13 +89,24 @@ def cmd_evaluate(argv: list[str]) -> int:
         "samples seen, then the eight segmentation finetunes; writes mIoU and NormDEL per dataset as JSON.",
     )
     parser.add_argument("--pool", required=True, type=Path, help="pool folder (manifest.jsonl + arrays)")
-    parser.add_argument("--ids", type=Path, help="selection file: one ID a line, a JSON list, or CSV with an `id` column")
-    parser.add_argument("--no-pretrain", action="store_true", help="random-init encoder: the floor any selection must beat")
+    parser.add_argument(
+        "--ids", type=Path, help="selection file: one ID a line, a JSON list, or CSV with an `id` column"
+    )
+    parser.add_argument(
+        "--no-pretrain", action="store_true", help="random-init encoder: the floor any selection must beat"
+    )
     parser.add_argument("--tasks", type=Path, help="downstream tasks folder (default: POOL/tasks)")
-    parser.add_argument("--tier", default="synth-tiny", help="tier name or tier JSON path (default synth-tiny)")
+    parser.add_argument(
+        "--tier", default="synth-tiny", help="tier name or tier JSON path (default synth-tiny)"
+    )
     parser.add_argument("--seed", type=int, help="default: the tier's seed")
     parser.add_argument("--out", type=Path, help="write the results JSON here (default: stdout)")
-    parser.add_argument("--cache", type=Path, default=None, help="encoder cache (default $DELBENCH_CACHE or ~/.cache/delbench)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="encoder cache (default $DELBENCH_CACHE or ~/.cache/delbench)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -144,7 +164,9 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 
 def cmd_normdel(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="delbench normdel", description="NormDEL = sigmoid(mIoU * exp(-alpha * R)).")
+    parser = argparse.ArgumentParser(
+        prog="delbench normdel", description="NormDEL = sigmoid(mIoU * exp(-alpha * R))."
+    )
     parser.add_argument("--miou", type=float, required=True, help="mIoU in [0, 1]")
     parser.add_argument("--ratio", type=float, required=True, help="retained fraction R in (0, 1]")
     parser.add_argument("--alpha", type=float, default=1.0)
@@ -159,12 +181,16 @@ def cmd_normdel(argv: list[str]) -> int:
 
 
 def cmd_tiers(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="delbench tiers", description="List the protocol tiers and their hashes.").parse_args(argv)
+    argparse.ArgumentParser(
+        prog="delbench tiers", description="List the protocol tiers and their hashes."
+    ).parse_args(argv)
     from evaluator.tier import available_tiers, load_tier
 
     for name in available_tiers():
         tier = load_tier(name)
-        print(f"{name:<12} {tier.hash[:16]}  {tier.resolution}px  {tier.pretrain.samples_seen:,} samples seen  {tier.description}")
+        print(
+            f"{name:<12} {tier.hash[:16]}  {tier.resolution}px  {tier.pretrain.samples_seen:,} samples seen  {tier.description}"
+        )
     return 0
 
 

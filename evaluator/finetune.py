@@ -32,7 +32,10 @@ class SegmentationModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = nn.Sequential(
-            nn.LayerNorm(encoder.embed_dim), nn.Linear(encoder.embed_dim, hidden), nn.GELU(), nn.Linear(hidden, NUM_CLASSES)
+            nn.LayerNorm(encoder.embed_dim),
+            nn.Linear(encoder.embed_dim, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, NUM_CLASSES),
         )
 
     def forward(self, x: torch.Tensor, out_size: int) -> torch.Tensor:
@@ -67,7 +70,9 @@ def finetune(
     torch.manual_seed(task_seed)
     model = SegmentationModel(encoder, cfg.head_hidden).to(device)
     depth = len(encoder.blocks)
-    groups = param_groups(model, cfg.weight_decay, lambda name: cfg.layer_decay ** (depth + 1 - layer_id(name, depth)))
+    groups = param_groups(
+        model, cfg.weight_decay, lambda name: cfg.layer_decay ** (depth + 1 - layer_id(name, depth))
+    )
     optimizer = build_optimizer(groups, cfg.lr, (0.9, 0.999), device)
     warmup = int(cfg.steps * cfg.warmup_fraction)
     train = task.train

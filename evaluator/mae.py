@@ -52,7 +52,9 @@ def _init_linear_and_norm(module: nn.Module) -> None:
 class ViTEncoder(nn.Module):
     """A ViT with a CLS token and fixed sin-cos positions; `forward_features` follows timm's interface."""
 
-    def __init__(self, img_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float):
+    def __init__(
+        self, img_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float
+    ):
         super().__init__()
         self.patch_size = patch_size
         self.embed_dim = embed_dim
@@ -61,7 +63,8 @@ class ViTEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.register_buffer("pos_embed", sincos_pos_embed(embed_dim, self.grid), persistent=False)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=_layer_norm) for _ in range(depth)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=_layer_norm)
+            for _ in range(depth)
         )
         self.norm = _layer_norm(embed_dim)
         w = self.patch_embed.proj.weight.data
@@ -88,7 +91,11 @@ class ViTEncoder(nn.Module):
         return self._run_blocks(self._with_cls(self._tokens(x)))
 
     def forward_masked(
-        self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None, noise: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        mask_ratio: float,
+        generator: torch.Generator | None,
+        noise: torch.Tensor | None = None,
     ):
         """Encode only the kept patches. Returns latent [N, 1 + L_keep, D], mask [N, L] (1 = removed), ids_restore [N, L]."""
         tokens = self._tokens(x)
@@ -133,15 +140,24 @@ def unpatchify(x: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor:
 
 
 class MaskedAutoencoder(nn.Module):
-    def __init__(self, encoder: ViTEncoder, decoder_embed_dim: int, decoder_depth: int, decoder_num_heads: int,
-                 mlp_ratio: float, norm_pix_loss: bool):
+    def __init__(
+        self,
+        encoder: ViTEncoder,
+        decoder_embed_dim: int,
+        decoder_depth: int,
+        decoder_num_heads: int,
+        mlp_ratio: float,
+        norm_pix_loss: bool,
+    ):
         super().__init__()
         self.encoder = encoder
         self.norm_pix_loss = norm_pix_loss
         p, d = encoder.patch_size, encoder.embed_dim
         self.decoder_embed = nn.Linear(d, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed(decoder_embed_dim, encoder.grid), persistent=False)
+        self.register_buffer(
+            "decoder_pos_embed", sincos_pos_embed(decoder_embed_dim, encoder.grid), persistent=False
+        )
         self.decoder_blocks = nn.ModuleList(
             Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_layer=_layer_norm)
             for _ in range(decoder_depth)
@@ -215,7 +231,9 @@ def compile_blocks(model: nn.Module) -> int:
 
 
 def build_encoder(model: ModelConfig, img_size: int) -> ViTEncoder:
-    return ViTEncoder(img_size, model.patch_size, model.embed_dim, model.depth, model.num_heads, model.mlp_ratio)
+    return ViTEncoder(
+        img_size, model.patch_size, model.embed_dim, model.depth, model.num_heads, model.mlp_ratio
+    )
 
 
 def build_mae(tier: Tier) -> MaskedAutoencoder:

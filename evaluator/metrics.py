@@ -13,7 +13,9 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int = 2)
     """cm[t, p] counts pixels of true class t predicted as p."""
     pred = np.asarray(pred).ravel().astype(np.int64)
     target = np.asarray(target).ravel().astype(np.int64)
-    return np.bincount(target * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(target * num_classes + pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def miou_from_confusion(cm: np.ndarray) -> float:

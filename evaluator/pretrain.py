@@ -73,7 +73,11 @@ def _save_atomic(obj: dict, path: Path) -> None:
 
 
 def mae_step(
-    model: MaskedAutoencoder, optimizer: torch.optim.Optimizer, batch: torch.Tensor, tier: Tier, generator: torch.Generator
+    model: MaskedAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    tier: Tier,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """One optimizer step on a uint8 batch [N, H, W, 3] already on the device; returns the loss (no host sync).
 
@@ -147,7 +151,12 @@ def pretrain(
                 window_sum.zero_()
                 window_n = 0
             if done % cfg.checkpoint_every == 0 and done < total:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done, "loss_curve": curve}
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                    "loss_curve": curve,
+                }
                 _save_atomic(state, ckpt_path)
             if progress:
                 progress("pretrain", done, total)

@@ -66,7 +66,9 @@ def pretrain_encoder(
         saved = torch.load(encoder_path, map_location="cpu", weights_only=False)
         if progress:
             progress("pretrain", tier.pretrain.steps, tier.pretrain.steps)
-        return PretrainResult(encoder_path, True, [tuple(p) for p in saved["loss_curve"]], time.perf_counter() - started)
+        return PretrainResult(
+            encoder_path, True, [tuple(p) for p in saved["loss_curve"]], time.perf_counter() - started
+        )
     work = entry / "work"
     work.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device) if device else default_device()
@@ -101,7 +103,9 @@ def load_encoder(encoder_path: Path | None, tier: Tier, seed: int = 0) -> ViTEnc
         return build_initial_mae(tier, seed).encoder
     saved = torch.load(encoder_path, map_location="cpu", weights_only=False)
     if saved.get("tier_hash") not in (None, tier.hash):
-        raise ValueError(f"{encoder_path}: encoder was pretrained under another tier ({saved['tier_hash'][:12]})")
+        raise ValueError(
+            f"{encoder_path}: encoder was pretrained under another tier ({saved['tier_hash'][:12]})"
+        )
     encoder = build_encoder(tier.model, tier.resolution)
     encoder.load_state_dict(saved["encoder"])
     return encoder
@@ -183,18 +187,35 @@ def evaluate(
     encoder_path, curve = None, None
     if selection is not None:
         result = pretrain_encoder(
-            pool=pool, selection=selection, tier=tier, seed=seed, cache_dir=Path(cache_dir), progress=progress, device=device
+            pool=pool,
+            selection=selection,
+            tier=tier,
+            seed=seed,
+            cache_dir=Path(cache_dir),
+            progress=progress,
+            device=device,
         )
         encoder_path, curve = result.encoder_path, result.loss_curve
         timings["pretrain"] = result.seconds
     task_results = {}
     for name in names:
         task_results[name] = finetune_task(
-            encoder_path=encoder_path, task_dir=tasks_dir / name, tier=tier, seed=seed, progress=progress, device=device
+            encoder_path=encoder_path,
+            task_dir=tasks_dir / name,
+            tier=tier,
+            seed=seed,
+            progress=progress,
+            device=device,
         )
         timings[f"finetune/{name}"] = task_results[name]["seconds"]
     timings["finetune"] = sum(r["seconds"] for r in task_results.values())
     timings["total"] = time.perf_counter() - started
     return assemble_results(
-        selection=selection, pool_size=pool.size, tier=tier, seed=seed, task_results=task_results, timings=timings, loss_curve=curve
+        selection=selection,
+        pool_size=pool.size,
+        tier=tier,
+        seed=seed,
+        task_results=task_results,
+        timings=timings,
+        loss_curve=curve,
     )

@@ -60,7 +60,9 @@ def selection_hash(ids: Sequence[str]) -> str:
 
 def parse_selection(data: bytes, *, max_bytes: int | None = None) -> Selection:
     if max_bytes is not None and len(data) > max_bytes:
-        raise SelectionError("too_large", f"selection file is {len(data):,} bytes; the limit is {max_bytes:,}")
+        raise SelectionError(
+            "too_large", f"selection file is {len(data):,} bytes; the limit is {max_bytes:,}"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -70,7 +72,9 @@ def parse_selection(data: bytes, *, max_bytes: int | None = None) -> Selection:
         ) from None
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
-        raise SelectionError("encoding", f"selection file holds a NUL byte at line {line}: not a text file", line=line)
+        raise SelectionError(
+            "encoding", f"selection file holds a NUL byte at line {line}: not a text file", line=line
+        )
     stripped = text.lstrip()
     if stripped.startswith("["):
         selection = _parse_json(text)
@@ -100,7 +104,9 @@ def _parse_json(text: str) -> Selection:
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SelectionError("format", f"selection is not valid JSON: {exc.msg} at line {exc.lineno}", line=exc.lineno) from None
+        raise SelectionError(
+            "format", f"selection is not valid JSON: {exc.msg} at line {exc.lineno}", line=exc.lineno
+        ) from None
     if not isinstance(items, list):
         raise SelectionError("format", "a JSON selection must be a list of ID strings")
     for i, item in enumerate(items, 1):
@@ -121,17 +127,25 @@ def _parse_csv(text: str) -> Selection:
             column = names.index("id")
             continue
         if column >= len(row) or not row[column].strip():
-            raise SelectionError("format", f"CSV line {reader.line_num} has no value in the `id` column", line=reader.line_num)
+            raise SelectionError(
+                "format", f"CSV line {reader.line_num} has no value in the `id` column", line=reader.line_num
+            )
         ids.append(row[column].strip())
         lines.append(reader.line_num)
     return Selection(ids, lines, "csv")
 
 
-def resolve_selection(selection: Selection, index_of: Mapping[str, int], pool_size: int | None = None) -> ResolvedSelection:
+def resolve_selection(
+    selection: Selection, index_of: Mapping[str, int], pool_size: int | None = None
+) -> ResolvedSelection:
     """Map IDs to pool positions; refuse unknown and duplicate IDs, naming the first offender's line."""
     ids = selection.ids
     pool_size = len(index_of) if pool_size is None else pool_size
-    unknown = set(ids).difference(index_of.keys()) if len(ids) < len(index_of) else {i for i in ids if i not in index_of}
+    unknown = (
+        set(ids).difference(index_of.keys())
+        if len(ids) < len(index_of)
+        else {i for i in ids if i not in index_of}
+    )
     if unknown:
         pos = next(k for k, sample_id in enumerate(ids) if sample_id in unknown)
         more = f" (and {len(unknown) - 1:,} more unknown)" if len(unknown) > 1 else ""
@@ -144,7 +158,7 @@ def resolve_selection(selection: Selection, index_of: Mapping[str, int], pool_si
     indices = np.fromiter((index_of[i] for i in ids), dtype=np.int64, count=len(ids))
     if len(np.unique(indices)) != len(indices):
         first_line: dict[str, int] = {}
-        for sample_id, line in zip(ids, selection.lines):
+        for sample_id, line in zip(ids, selection.lines, strict=False):
             if sample_id in first_line:
                 raise SelectionError(
                     "duplicate_id",
@@ -153,9 +167,13 @@ def resolve_selection(selection: Selection, index_of: Mapping[str, int], pool_si
                     sample_id=sample_id,
                 )
             first_line[sample_id] = line
-    return ResolvedSelection(ids=list(ids), indices=indices, pool_size=pool_size, selection_hash=selection_hash(ids))
+    return ResolvedSelection(
+        ids=list(ids), indices=indices, pool_size=pool_size, selection_hash=selection_hash(ids)
+    )
 
 
-def load_selection(data: bytes, index_of: Mapping[str, int], *, max_bytes: int | None = None) -> ResolvedSelection:
+def load_selection(
+    data: bytes, index_of: Mapping[str, int], *, max_bytes: int | None = None
+) -> ResolvedSelection:
     """Parse and resolve a selection file's bytes against a pool's `index_of` mapping."""
     return resolve_selection(parse_selection(data, max_bytes=max_bytes), index_of)

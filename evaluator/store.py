@@ -130,7 +130,9 @@ def open_pool(path: str | Path) -> Pool:
     path = Path(path)
     meta_path = path / "pool.json"
     if not meta_path.exists():
-        raise StoreError(f"{path}: not a DELBench pool (no pool.json); create one with `delbench synth` or `delbench ingest pool`")
+        raise StoreError(
+            f"{path}: not a DELBench pool (no pool.json); create one with `delbench synth` or `delbench ingest pool`"
+        )
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != POOL_FORMAT:
         raise StoreError(f"{meta_path}: format {meta.get('format')!r}, expected {POOL_FORMAT!r}")
@@ -171,7 +173,9 @@ class PoolWriter:
     def commit(self) -> Pool:
         missing = [i for i, r in enumerate(self.records) if r is None]
         if missing:
-            raise StoreError(f"pool writer: {len(missing)} of {self.size} samples never written (first: index {missing[0]})")
+            raise StoreError(
+                f"pool writer: {len(missing)} of {self.size} samples never written (first: index {missing[0]})"
+            )
         for array in self.arrays.values():
             array.flush()
         self.arrays.clear()
@@ -232,8 +236,14 @@ def write_task(
             for split_name, split in by_split.items():
                 if split.masks.max(initial=0) > 1:
                     raise StoreError(f"task {name}: {split_name} masks must be binary (0/1)")
-                np.save(staging / f"r{res}" / f"{split_name}_images.npy", np.ascontiguousarray(split.images, np.uint8))
-                np.save(staging / f"r{res}" / f"{split_name}_masks.npy", np.ascontiguousarray(split.masks, np.uint8))
+                np.save(
+                    staging / f"r{res}" / f"{split_name}_images.npy",
+                    np.ascontiguousarray(split.images, np.uint8),
+                )
+                np.save(
+                    staging / f"r{res}" / f"{split_name}_masks.npy",
+                    np.ascontiguousarray(split.masks, np.uint8),
+                )
                 counts[f"n_{split_name}"] = int(len(split.images))
         meta = {"format": TASK_FORMAT, "name": name, "kind": kind, "resolutions": sorted(splits), **counts}
         meta.update(extra_meta or {})
@@ -261,7 +271,14 @@ def open_task(task_dir: str | Path, resolution: int) -> Task:
         images = _load_array(task_dir / f"r{res}" / f"{split_name}_images.npy", (n, res, res, 3))
         masks = _load_array(task_dir / f"r{res}" / f"{split_name}_masks.npy", (n, res, res))
         splits[split_name] = TaskSplit(images=images, masks=masks)
-    return Task(name=meta["name"], kind=meta["kind"], resolution=res, train=splits["train"], test=splits["test"], meta=meta)
+    return Task(
+        name=meta["name"],
+        kind=meta["kind"],
+        resolution=res,
+        train=splits["train"],
+        test=splits["test"],
+        meta=meta,
+    )
 
 
 def list_tasks(tasks_dir: str | Path) -> list[str]:

@@ -104,7 +104,9 @@ def draw_polyp(img: np.ndarray, rng: np.random.Generator, radius: float) -> np.n
     light = 0.85 + 0.35 * dome - 0.25 * (light_dir[0] * u + light_dir[1] * v) * dome
     rim = np.exp(-(((np.sqrt(r2) - 1.0) * min(rx, ry) / 0.8) ** 2))  # the shadowed fold around the base
     specular = np.clip(dome - 0.85, 0, 1) * 4 * (rng.random() < 0.7)
-    shaded = img * np.where(mask, light, 1.0)[..., None] * (1 - 0.3 * rim)[..., None] + specular[..., None] * 0.8
+    shaded = (
+        img * np.where(mask, light, 1.0)[..., None] * (1 - 0.3 * rim)[..., None] + specular[..., None] * 0.8
+    )
     img[...] = np.clip(shaded, 0, 1)
     return mask
 
@@ -134,7 +136,9 @@ def disrupt(frame: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarra
     """One of DataDEL's disruptive frame types applied to a uint8 [H, W, 3] frame."""
     size = frame.shape[0]
     if kind == "blur":
-        return np.asarray(Image.fromarray(frame).filter(ImageFilter.GaussianBlur(radius=size / rng.uniform(12, 20))))
+        return np.asarray(
+            Image.fromarray(frame).filter(ImageFilter.GaussianBlur(radius=size / rng.uniform(12, 20)))
+        )
     f = frame.astype(np.float32) / 255
     if kind == "dark":
         f = f * rng.uniform(0.08, 0.2)
@@ -189,7 +193,9 @@ def render_video(seed: int, video_index: int, source: str, n_frames: int, resolu
         crop = Image.fromarray(canvas8).resize(
             (resolution, resolution), Image.BILINEAR, box=(x, y, x + window, y + window)
         )
-        frame = np.asarray(crop).astype(np.float32) * rng.uniform(0.95, 1.05) + rng.normal(0, 2.0, (resolution, resolution, 3))
+        frame = np.asarray(crop).astype(np.float32) * rng.uniform(0.95, 1.05) + rng.normal(
+            0, 2.0, (resolution, resolution, 3)
+        )
         frame = np.clip(frame, 0, 255).astype(np.uint8)
         disruption = None
         if rng.random() < DISRUPTIVE_SHARE:
@@ -200,7 +206,9 @@ def render_video(seed: int, video_index: int, source: str, n_frames: int, resolu
         yield frame, disruption
 
 
-def render_task_sample(seed: int, task_name: str, index: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def render_task_sample(
+    seed: int, task_name: str, index: int, resolution: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One (image uint8 [res, res, 3], mask uint8 [res, res]) of a synthetic downstream task."""
     profile = TASK_PROFILES[task_name]
     rng = _rng(seed, f"task/{task_name}", index)
@@ -258,13 +266,21 @@ def generate(
         for split_name, n in (("train", profile.n_train), ("test", profile.n_test)):
             samples = [render_task_sample(seed, name, offset + i, resolution) for i in range(n)]
             offset += n
-            splits[split_name] = TaskSplit(np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples]))
+            splits[split_name] = TaskSplit(
+                np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
+            )
             index += n
             if progress:
                 progress(index, size + sum(p.n_train + p.n_test for p in TASK_PROFILES.values()))
         write_task(out / "tasks", name, profile.kind, {resolution: splits}, {"synthetic": True, "seed": seed})
     n_disrupted = sum(t["disruption"] is not None for t in truth)
-    return {"pool": str(out), "size": size, "videos": n_videos, "disruptive": n_disrupted, "tasks": list(TASK_PROFILES)}
+    return {
+        "pool": str(out),
+        "size": size,
+        "videos": n_videos,
+        "disruptive": n_disrupted,
+        "tasks": list(TASK_PROFILES),
+    }
 
 
 def _assign_sources(seed: int, n_videos: int) -> list[str]:

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
+DEBIAN_FRONTEND=noninteractive bash scripts/chromium.sh
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -21,7 +21,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `delbench ARGS...` in a fresh interpreter, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "delbench", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "delbench", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -16,7 +16,9 @@ def test_paper_budget_is_88282_times_200():
     assert tier.pretrain.steps * tier.pretrain.batch_size == tier.pretrain.samples_seen
 
 
-@pytest.mark.parametrize(("n", "table_epochs", "design_epochs"), [(*t, d) for t, d in zip(TABLE2, DESIGN_EPOCHS)])
+@pytest.mark.parametrize(
+    ("n", "table_epochs", "design_epochs"), [(*t, d) for t, d in zip(TABLE2, DESIGN_EPOCHS, strict=False)]
+)
 def test_fixed_budget_epochs_for_table2_sizes(n, table_epochs, design_epochs):
     tier = load_tier("paper")
     budget = tier.pretrain.samples_seen
@@ -46,5 +48,5 @@ def test_lr_warms_up_then_decays_to_min():
     total, peak, warmup = 100, 1.0, 10
     lrs = [lr_at(s, total, peak, warmup) for s in range(total)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
     assert lr_at(total, total, peak, warmup, min_lr=0.01) == pytest.approx(0.01)

@@ -10,7 +10,12 @@ from evaluator.synth import DISRUPTIVE_SHARE, FRAMES_PER_VIDEO, generate
 def test_same_seed_same_bytes(tmp_path, small_pool):
     again = tmp_path / "again"
     generate(again, seed=0, size=480, resolution=32)
-    for name in ["manifest.jsonl", "arrays/r32.npy", "tasks/kvasir-seg/r32/test_masks.npy", "tasks/etis/r32/train_images.npy"]:
+    for name in [
+        "manifest.jsonl",
+        "arrays/r32.npy",
+        "tasks/kvasir-seg/r32/test_masks.npy",
+        "tasks/etis/r32/train_images.npy",
+    ]:
         assert (again / name).read_bytes() == (small_pool / name).read_bytes(), name
 
 

@@ -1,0 +1,19 @@
+# One image for the API and the workers (the API never imports torch; sharing the image keeps versions equal).
+# PyPI's torch wheel for Linux carries CUDA: the worker container uses the GPU reserved in docker-compose.yml.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /srv/delbench
+
+# dependencies first, so code changes do not reinstall torch
+COPY pyproject.toml constraints.txt ./
+RUN mkdir -p delbench evaluator app worker && touch delbench/__init__.py evaluator/__init__.py app/__init__.py worker/__init__.py \
+    && pip install -c constraints.txt -e '.[server]'
+
+# editable install: migrations/ and the tier files are read from this folder
+COPY . .
+RUN pip install --no-deps -e . && useradd --system --home /srv/delbench delbench && mkdir -p /data && chown delbench /data
+USER delbench
+
+EXPOSE 8000
+CMD ["delbench", "serve", "--host", "0.0.0.0", "--port", "8000"]

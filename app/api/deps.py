@@ -1,0 +1,66 @@
+"""What routes declare they need: a database session, the calling team, an organizer."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from app.errors import ApiError
+from app.models import Team
+from app.services.teams import authenticate
+from app.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="A team's API token")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; routes that write commit it themselves (then enqueue)."""
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+def get_celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def current_team(session: SessionDep, credentials: Credentials) -> Team:
+    return authenticate(session=session, token=credentials.credentials if credentials else None)
+
+
+def optional_team(session: SessionDep, credentials: Credentials) -> Team | None:
+    return current_team(session, credentials) if credentials else None
+
+
+CurrentTeam = Annotated[Team, Depends(current_team)]
+OptionalTeam = Annotated[Team | None, Depends(optional_team)]
+
+
+def require_admin(session: SessionDep, settings: SettingsDep, credentials: Credentials) -> Team | None:
+    """An admin team's token, or the settings' admin token (returns None then: no team acts)."""
+    token = credentials.credentials if credentials else None
+    configured = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if token and configured and hmac.compare_digest(token.encode(), configured.encode()):
+        return None
+    team = authenticate(session=session, token=token)
+    if not team.is_admin:
+        raise ApiError(403, "admin_only", "this route is for organizers (admin tokens only)")
+    return team
+
+
+AdminDep = Annotated[Team | None, Depends(require_admin)]

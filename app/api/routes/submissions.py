@@ -1,0 +1,153 @@
+"""Uploading a selection to a phase, and reading a team's submissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep
+from app.errors import ApiError
+from app.models import PENDING_STATUSES, Submission, utcnow
+from app.schemas import Accepted, ErrorBody, StageOut, SubmissionOut
+from app.services.dispatch import dispatch_next
+from app.services.leaderboard import scores
+from app.services.phases import get_phase
+from app.services.submissions import (
+    SubmissionMeta,
+    create_submission,
+    get_team_submission,
+    list_team_submissions,
+)
+
+router = APIRouter(tags=["submissions"])
+
+ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 413, 422, 429)}
+
+
+def _url(value: str | None, field: str) -> str | None:
+    if not value:
+        return None
+    if not value.startswith(("https://", "http://")) or len(value) > 500:
+        raise ApiError(422, "field", f"{field} must be an http(s) URL of at most 500 characters")
+    return value
+
+
+@router.post("/phases/{slug}/submissions", status_code=202, response_model=Accepted, responses=ERRORS)
+def upload_submission(
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    team: CurrentTeam,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    file: Annotated[
+        UploadFile,
+        File(description="the selection: one pool ID per line, a JSON list, or CSV with an `id` column"),
+    ],
+    method: Annotated[str, Form(min_length=1, max_length=100)] = "unnamed",
+    description: Annotated[str, Form(max_length=5000)] = "",
+    code_url: Annotated[str | None, Form()] = None,
+    paper_url: Annotated[str | None, Form()] = None,
+    allow_selection_download: Annotated[bool, Form()] = False,
+) -> Accepted:
+    """Validate the selection exactly as `delbench evaluate` does, store it and queue its evaluation.
+    A refused upload stores and queues nothing."""
+    phase = get_phase(session=session, slug=slug)
+    meta = SubmissionMeta(
+        method=method.strip() or "unnamed",
+        description=description,
+        code_url=_url(code_url, "code_url"),
+        paper_url=_url(paper_url, "paper_url"),
+        allow_selection_download=allow_selection_download,
+    )
+    session.commit()  # end the read transaction (on SQLite, its write lock) before the slow validation
+    data = file.file.read(settings.upload_max_bytes + 1)
+    submission = create_submission(
+        session=session,
+        team=team,
+        phase=phase,
+        data=data,
+        meta=meta,
+        uploads_dir=settings.uploads_dir,
+        max_bytes=settings.upload_max_bytes,
+    )
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        Path(submission.file_path).unlink(missing_ok=True)  # nothing stored when nothing is committed
+        raise
+    dispatch_next(session=session, celery=celery, submission=submission)
+    session.commit()
+    return Accepted(
+        id=submission.id,
+        status=submission.status.value,
+        status_url=str(request.url_for("read_submission", submission_id=submission.id)),
+        n=submission.n,
+        retained_fraction=submission.retained_fraction,
+        selection_hash=submission.selection_hash,
+    )
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionOut, responses=ERRORS)
+def read_submission(submission_id: int, session: SessionDep, team: CurrentTeam) -> SubmissionOut:
+    """Status, current stage, progress, ETA, results (when done) and error (when failed)."""
+    return submission_out(get_team_submission(session=session, team=team, submission_id=submission_id))
+
+
+@router.get("/submissions", response_model=list[SubmissionOut], responses=ERRORS)
+def list_submissions(session: SessionDep, team: CurrentTeam, phase: str | None = None) -> list[SubmissionOut]:
+    """The calling team's submissions, newest first (optionally of one phase)."""
+    selected = get_phase(session=session, slug=phase) if phase else None
+    return [submission_out(s) for s in list_team_submissions(session=session, team=team, phase=selected)]
+
+
+def submission_out(s: Submission) -> SubmissionOut:
+    eta = None
+    if s.status in PENDING_STATUSES and s.eta_at is not None:
+        eta = max(0.0, (s.eta_at - utcnow()).total_seconds())
+    return SubmissionOut(
+        id=s.id,
+        phase=s.phase.slug,
+        team=s.team.name,
+        method=s.method,
+        description=s.description,
+        code_url=s.code_url,
+        paper_url=s.paper_url,
+        status=s.status.value,
+        current_stage=s.current_stage,
+        progress=s.progress,
+        eta_seconds=eta,
+        n=s.n,
+        pool_size=s.pool_size,
+        retained_fraction=s.retained_fraction,
+        selection_hash=s.selection_hash,
+        file_sha256=s.file_sha256,
+        is_baseline=s.is_baseline,
+        allow_selection_download=s.allow_selection_download,
+        hidden=s.hidden,
+        disqualified=s.disqualified,
+        moderation_reason=s.moderation_reason,
+        created_at=s.created_at,
+        started_at=s.started_at,
+        finished_at=s.finished_at,
+        error=s.error,
+        log_tail=s.log_tail,
+        results=scores(s.results) if s.status.value == "succeeded" else None,
+        stages=[
+            StageOut(
+                name=st.name,
+                seed=st.seed,
+                status=st.status.value,
+                progress=st.progress,
+                attempts=st.attempts,
+                started_at=st.started_at,
+                finished_at=st.finished_at,
+                seconds=st.seconds,
+                log_tail=st.log_tail if st.status.value == "failed" else None,
+            )
+            for st in s.stages
+        ],
+    )

@@ -1,0 +1,89 @@
+"""Builds the FastAPI app: `uvicorn app.main:create_app --factory` (or `delbench serve`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.main import api_router
+from app.api.routes import health
+from app.db import make_engine, make_session_factory
+from app.errors import error_body, install_error_handlers
+from app.models import Phase
+from app.services.phases import pool_at
+from app.settings import Settings, get_settings
+from app.web.routes import router as pages_router
+from worker.celery_app import create_celery
+
+log = logging.getLogger("delbench.api")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+FORM_OVERHEAD = 1024 * 1024  # room for the multipart envelope and the text fields around the file
+
+
+class UploadLimit:
+    """Refuses a body larger than the upload limit from its Content-Length, before it is parsed or spooled."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length and length.isdigit() and int(length) > self.max_bytes + FORM_OVERHEAD:
+                message = (
+                    f"request body is {int(length):,} bytes; the selection file limit is {self.max_bytes:,}"
+                )
+                await JSONResponse(error_body("too_large", message), status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _warm_pools(factory) -> None:
+    """Parse the phases' pool manifests in the background at start-up: the first upload to a 1M-frame pool
+    would otherwise wait seconds for it."""
+    try:
+        with factory() as session:
+            dirs = set(session.scalars(select(Phase.pool_dir)))
+        for pool_dir in dirs:
+            pool_at(pool_dir)
+    except Exception:  # a missing pool fails its uploads with a clear error; start-up goes on
+        log.warning("could not preload the pools", exc_info=True)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    threading.Thread(
+        target=_warm_pools, args=(app.state.session_factory,), daemon=True, name="warm-pools"
+    ).start()
+    yield
+    app.state.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        lifespan=_lifespan,
+        title="DELBench",
+        description="Evaluation server for medical data-effective learning: submit a pretraining subset, get "
+        "its downstream mIoU and NormDEL on the leaderboard.",
+        version="1",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.celery = create_celery(settings)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(UploadLimit, max_bytes=settings.upload_max_bytes)
+    return app

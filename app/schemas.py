@@ -1,0 +1,130 @@
+"""Response bodies of the API (pydantic): what clients may rely on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    rule: str
+    message: str
+    line: int | None = None
+    id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Accepted(BaseModel):
+    id: int
+    status: str
+    status_url: str
+    n: int
+    retained_fraction: float
+    selection_hash: str
+
+
+class StageOut(BaseModel):
+    name: str
+    seed: int
+    status: str
+    progress: float
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: float | None
+    log_tail: str | None
+
+
+class DatasetScore(BaseModel):
+    miou: float
+    normdel: float
+    miou_std: float | None = None  # over seeds, where a phase evaluates several
+
+
+class Scores(BaseModel):
+    seeds: list[int]
+    mean_normdel: float
+    mean_miou: float
+    mean_normdel_std: float | None = None
+    mean_miou_std: float | None = None
+    datasets: dict[str, DatasetScore]
+
+
+class SubmissionOut(BaseModel):
+    id: int
+    phase: str
+    team: str
+    method: str
+    description: str
+    code_url: str | None
+    paper_url: str | None
+    status: str
+    current_stage: str | None
+    progress: float
+    eta_seconds: float | None
+    n: int
+    pool_size: int
+    retained_fraction: float
+    selection_hash: str
+    file_sha256: str
+    is_baseline: bool
+    allow_selection_download: bool = False
+    # moderation: a hidden or disqualified submission is off the board; its team reads why here
+    hidden: bool = False
+    disqualified: bool = False
+    moderation_reason: str | None = None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    log_tail: str | None
+    results: Scores | None
+    stages: list[StageOut]
+
+
+class LeaderboardRow(BaseModel):
+    rank: int
+    submission_id: int
+    team: str
+    method: str
+    is_baseline: bool
+    n: int
+    retained_fraction: float
+    mean_normdel: float
+    mean_miou: float
+    mean_normdel_std: float | None
+    mean_miou_std: float | None = None
+    seeds: int
+    datasets: dict[str, DatasetScore]
+    created_at: datetime
+
+
+class Leaderboard(BaseModel):
+    phase: str
+    benchmark: str
+    tier: str
+    results_visibility: str
+    published: bool
+    datasets: list[str]
+    rows: list[LeaderboardRow]
+
+
+class PhaseOut(BaseModel):
+    slug: str
+    name: str
+    benchmark: str
+    description: str
+    tier: str
+    seeds: int
+    pool_size: int
+    quota_per_day: int | None
+    quota_total: int | None
+    opens_at: datetime | None
+    closes_at: datetime | None
+    is_open: bool
+    results_visibility: str
+    published: bool

@@ -1,0 +1,184 @@
+"""Creating and reading submissions. Upload validation is the evaluator's `load_selection`, the same code
+`delbench evaluate` runs, so the server accepts exactly the selections the protocol accepts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db import is_postgres
+from app.errors import ApiError
+from app.models import QUOTA_STATUSES, EvaluationStage, Phase, Submission, Team, utcnow
+from app.services.phases import pool_for, seeds_for, tier_for
+from app.services.teams import create_team
+from evaluator.selection import SelectionError, load_selection
+from evaluator.store import list_tasks
+
+STAGE_VALIDATE, STAGE_PRETRAIN, STAGE_AGGREGATE = "validate", "pretrain", "aggregate"
+FINETUNE_PREFIX = "finetune:"
+
+
+@dataclass(frozen=True)
+class SubmissionMeta:
+    method: str = "unnamed"
+    description: str = ""
+    code_url: str | None = None
+    paper_url: str | None = None
+    allow_selection_download: bool = False
+
+
+def create_submission(
+    *,
+    session: Session,
+    team: Team,
+    phase: Phase,
+    data: bytes,
+    meta: SubmissionMeta,
+    uploads_dir: Path,
+    max_bytes: int,
+    now: datetime | None = None,
+    is_baseline: bool = False,
+) -> Submission:
+    """Validate, check the quota, store the file and the submission with its pending stages (flushed, not
+    committed: the caller commits, then enqueues). Any refusal raises ApiError before anything is written."""
+    now = now or utcnow()
+    if not is_baseline and not phase.is_open(now):  # organizers add baselines whenever they like
+        when = (
+            f"opens {phase.opens_at:%Y-%m-%d %H:%M} UTC"
+            if phase.opens_at and now < phase.opens_at
+            else "is closed"
+        )
+        raise ApiError(403, "phase_closed", f"phase {phase.slug!r} {when}: it accepts no submission now")
+    pool = pool_for(phase)
+    try:
+        selection = load_selection(data, pool.index_of, max_bytes=max_bytes)
+    except SelectionError as exc:
+        status = 413 if exc.rule == "too_large" else 422
+        raise ApiError(status, exc.rule, str(exc), line=exc.line, sample_id=exc.sample_id) from None
+    tier = tier_for(phase)
+    task_names = list_tasks(phase.tasks_path)
+    if not is_baseline:
+        _check_quota(session=session, team=team, phase=phase, now=now)
+    sha = hashlib.sha256(data).hexdigest()
+    path = _store_file(uploads_dir, sha, data)
+    try:
+        submission = Submission(
+            team_id=team.id,
+            phase_id=phase.id,
+            file_path=str(path),
+            file_sha256=sha,
+            file_bytes=len(data),
+            selection_hash=selection.selection_hash,
+            n=selection.n,
+            pool_size=selection.pool_size,
+            retained_fraction=selection.retained_fraction,
+            seeds=seeds_for(phase, tier),
+            method=meta.method,
+            description=meta.description,
+            code_url=meta.code_url,
+            paper_url=meta.paper_url,
+            allow_selection_download=meta.allow_selection_download,
+            is_baseline=is_baseline,
+            created_at=now,
+            current_stage="queued",
+        )
+        session.add(submission)
+        session.flush()
+        session.add_all(pipeline_stages(submission, task_names))
+        session.flush()
+    except BaseException:
+        path.unlink(missing_ok=True)  # nothing stored on error: the caller's rollback drops the rows
+        raise
+    return submission
+
+
+def pipeline_stages(submission: Submission, task_names: list[str]) -> list[EvaluationStage]:
+    """The stage rows of a submission's whole evaluation: the pipeline's to-do list in the database."""
+    seeds = submission.seeds
+    names = [(seeds[0], STAGE_VALIDATE)]
+    for seed in seeds:
+        names += (
+            [(seed, STAGE_PRETRAIN)]
+            + [(seed, FINETUNE_PREFIX + t) for t in task_names]
+            + [(seed, STAGE_AGGREGATE)]
+        )
+    return [EvaluationStage(submission_id=submission.id, seed=seed, name=name) for seed, name in names]
+
+
+def _check_quota(*, session: Session, team: Team, phase: Phase, now: datetime) -> None:
+    """Atomic with the insert that follows: on PostgreSQL the team's row is locked until commit, so two
+    uploads of one team are serialised; SQLite transactions already hold the write lock (BEGIN IMMEDIATE)."""
+    if phase.quota_total is None and phase.quota_per_day is None:
+        return
+    if is_postgres(session):
+        session.execute(select(Team.id).where(Team.id == team.id).with_for_update())
+    counted = (
+        select(func.count())
+        .select_from(Submission)
+        .where(
+            Submission.team_id == team.id,
+            Submission.phase_id == phase.id,
+            Submission.status.in_(QUOTA_STATUSES),
+            Submission.is_baseline.is_(False),
+        )
+    )
+    if phase.quota_total is not None:
+        used = session.scalar(counted)
+        if used >= phase.quota_total:
+            raise ApiError(
+                429,
+                "quota_total",
+                f"quota spent: {used} of {phase.quota_total} submissions to phase {phase.slug!r}",
+            )
+    if phase.quota_per_day is not None:
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        used = session.scalar(counted.where(Submission.created_at >= day_start))
+        if used >= phase.quota_per_day:
+            raise ApiError(
+                429,
+                "quota_day",
+                f"daily quota spent: {used} of {phase.quota_per_day} submissions today (UTC) to phase {phase.slug!r}",
+            )
+
+
+def _store_file(uploads_dir: Path, sha: str, data: bytes) -> Path:
+    """A new file per submission (a shared content-addressed file could be deleted under another upload's
+    feet when one of two identical uploads is refused), written atomically."""
+    path = uploads_dir / sha[:2] / f"{sha[:16]}-{uuid.uuid4().hex}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path.resolve()
+
+
+BASELINES_TEAM = "baselines"
+
+
+def baselines_team(*, session: Session, name: str = BASELINES_TEAM) -> Team:
+    """The team that owns organizer-registered baseline rows (created without a token: nobody logs in as it)."""
+    return session.scalar(select(Team).where(Team.name == name)) or create_team(session=session, name=name)
+
+
+def get_team_submission(*, session: Session, team: Team, submission_id: int) -> Submission:
+    submission = session.get(Submission, submission_id)
+    # another team's submission is "not found", so IDs reveal nothing
+    if submission is None or (submission.team_id != team.id and not team.is_admin):
+        raise ApiError(404, "submission_not_found", f"no submission {submission_id} of team {team.name!r}")
+    return submission
+
+
+def list_team_submissions(
+    *, session: Session, team: Team, phase: Phase | None = None, limit: int = 100
+) -> list[Submission]:
+    query = select(Submission).where(Submission.team_id == team.id)
+    if phase is not None:
+        query = query.where(Submission.phase_id == phase.id)
+    return list(session.scalars(query.order_by(Submission.id.desc()).limit(limit)))

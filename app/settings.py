@@ -1,0 +1,69 @@
+"""Server settings: one pydantic-settings class read from `DELBENCH_*` environment variables.
+
+The defaults run a development server on this machine (SQLite under ./data, Redis on 127.0.0.1); outside
+development the class refuses defaults that would be unsafe in production.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DELBENCH_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///data/delbench.sqlite"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"  # Celery's, for the chord of finetunes only
+    broker_key_prefix: str = ""  # Redis key prefix, so several deployments (or test runs) share one Redis
+    broker_dir: Path | None = None  # the filesystem broker's folders; default DATA_DIR/broker
+    data_dir: Path = Path("data")  # uploads live under DATA_DIR/uploads
+    artifacts_dir: Path | None = None  # encoder cache and logs; default DATA_DIR/artifacts; shared by workers
+    upload_max_bytes: int = 64 * 1024 * 1024  # ~2M pool IDs
+    admin_token: SecretStr | None = None  # accepted by admin routes besides admin teams' tokens
+    lease_seconds: float = 60.0  # a running stage whose heartbeat is older than this is presumed dead
+    reconcile_seconds: float = 15.0  # how often a worker's reconciler runs; 0 turns it off
+    max_attempts: int = 3  # a stage interrupted this many times fails the submission
+    task_max_retries: int = 5  # Celery retries for transient errors (database, broker)
+    progress_interval: float = 1.0  # at most one progress write per task per this many seconds
+    log_tail_lines: int = 80
+    device: str | None = None  # torch device for workers ("cuda", "cpu"); default: the evaluator's choice
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def cache_dir(self) -> Path:
+        return (self.artifacts_dir or self.data_dir / "artifacts") / "cache"
+
+    @property
+    def filesystem_broker_dir(self) -> Path:
+        return self.broker_dir or self.data_dir / "broker"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment == "development":
+            return self
+        problems = []
+        token = self.admin_token.get_secret_value() if self.admin_token else ""
+        if len(token) < 32:
+            problems.append("DELBENCH_ADMIN_TOKEN must be set to a random string of at least 32 characters")
+        if self.database_url.startswith("sqlite"):
+            problems.append(
+                "DELBENCH_DATABASE_URL must name a PostgreSQL database (SQLite is for development)"
+            )
+        if problems:
+            raise ValueError("unsafe settings for production: " + "; ".join(problems))
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,221 @@
+"""HTML pages: the phase leaderboards, submission pages, and a token sign-in for participants.
+
+A page's viewer comes from the `delbench_token` cookie (set by /login; HttpOnly, SameSite=Lax). The cookie
+is read by these GET pages only, never by the API, whose routes take `Authorization: Bearer` alone, so a
+cross-site form can never act with it. Every score a page shows goes through the same visibility rules as
+the API (`leaderboard()` and `submission_visible()`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from app.api.deps import SessionDep
+from app.api.routes.phases import csv_response
+from app.errors import ApiError
+from app.models import PENDING_STATUSES, Phase, Submission, Team, utcnow
+from app.services.leaderboard import board_csv, leaderboard, scores, submission_visible
+from app.services.teams import authenticate
+from app.web import chart as charts
+from app.web.format import LABELS, register_filters
+
+COOKIE = "delbench_token"
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+register_filters(TEMPLATES.env)
+
+router = APIRouter(include_in_schema=False)
+
+
+def page_viewer(request: Request, session: SessionDep) -> Team | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    try:
+        return authenticate(session=session, token=token)
+    except ApiError:  # revoked or disabled since sign-in: the page is shown as to anyone
+        return None
+
+
+Viewer = Annotated[Team | None, Depends(page_viewer)]
+
+
+def render(request: Request, name: str, viewer: Team | None, code: int = 200, **context) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(
+        request,
+        name,
+        {"viewer": viewer, **context},
+        status_code=code,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def not_found(request: Request, viewer: Team | None, message: str) -> HTMLResponse:
+    return render(request, "error.html", viewer, code=404, title="Not found", message=message)
+
+
+def phase_or_none(session, slug: str) -> Phase | None:
+    return session.scalar(select(Phase).where(Phase.slug == slug))
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, session: SessionDep, viewer: Viewer):
+    phases = list(session.scalars(select(Phase).order_by(Phase.id)))
+    if len(phases) == 1:
+        return RedirectResponse(f"/phases/{phases[0].slug}", status_code=307)
+    return render(request, "index.html", viewer, phases=phases, now=utcnow())
+
+
+@router.get("/phases/{slug}", response_class=HTMLResponse)
+def board_page(slug: str, request: Request, session: SessionDep, viewer: Viewer):
+    phase = phase_or_none(session, slug)
+    if phase is None:
+        return not_found(request, viewer, f"There is no phase {slug!r}.")
+    board = leaderboard(session=session, phase=phase, viewer=viewer)
+    chart = charts.build(
+        [
+            {
+                "id": row.submission_id,
+                "label": f"{row.team} · {row.method}",
+                "r": row.retained_fraction,
+                "miou": row.mean_miou,
+                "miou_std": row.mean_miou_std,
+                "normdel": row.mean_normdel,
+                "baseline": row.is_baseline,
+            }  # fmt: skip
+            for row in board.rows
+        ]
+    )
+    return render(
+        request, "board.html", viewer, phase=phase, board=board, chart=chart, labels=LABELS,
+        phases=list(session.scalars(select(Phase).order_by(Phase.id))), now=utcnow(),
+    )  # fmt: skip
+
+
+@router.get("/phases/{slug}/leaderboard.csv")
+def board_csv_page(slug: str, request: Request, session: SessionDep, viewer: Viewer):
+    """The page's download: the rows this viewer sees (a signed-in team's own rows of a hidden phase)."""
+    phase = phase_or_none(session, slug)
+    if phase is None:
+        return not_found(request, viewer, f"There is no phase {slug!r}.")
+    return csv_response(
+        board_csv(leaderboard(session=session, phase=phase, viewer=viewer)), f"delbench-{slug}.csv"
+    )
+
+
+@router.get("/phases/{slug}/leaderboard.json")
+def board_json_page(slug: str, request: Request, session: SessionDep, viewer: Viewer):
+    phase = phase_or_none(session, slug)
+    if phase is None:
+        return not_found(request, viewer, f"There is no phase {slug!r}.")
+    board = leaderboard(session=session, phase=phase, viewer=viewer)
+    return Response(
+        board.model_dump_json(indent=1),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="delbench-{slug}.json"'},
+    )
+
+
+def visible_submission(session, submission_id: int, viewer: Team | None) -> Submission | None:
+    submission = session.get(Submission, submission_id)
+    return submission if submission is not None and submission_visible(submission, viewer) else None
+
+
+@router.get("/submissions/{submission_id}", response_class=HTMLResponse)
+def submission_page(submission_id: int, request: Request, session: SessionDep, viewer: Viewer):
+    sub = visible_submission(session, submission_id, viewer)
+    if sub is None:  # the same answer whether it does not exist or is not this viewer's to see
+        return not_found(request, viewer, f"No submission {submission_id} that you can see.")
+    owner = viewer is not None and (viewer.is_admin or viewer.id == sub.team_id)
+    results = scores(sub.results) if sub.status.value == "succeeded" else None
+    runs = list(sub.runs)
+    curves = {run.seed: run.results.get("loss_curve") or [] for run in runs}
+    return render(
+        request, "submission.html", viewer, sub=sub, owner=owner, results=results, runs=runs,
+        loss=charts.loss_curve_path(curves), labels=LABELS, pending=sub.status in PENDING_STATUSES,
+        status=status_body(sub),
+    )  # fmt: skip
+
+
+def status_body(sub: Submission) -> dict:
+    eta = None
+    if sub.status in PENDING_STATUSES and sub.eta_at is not None:
+        eta = max(0.0, (sub.eta_at - utcnow()).total_seconds())
+    return {
+        "id": sub.id,
+        "status": sub.status.value,
+        "current_stage": sub.current_stage,
+        "progress": sub.progress,
+        "eta_seconds": eta,
+        "stages": [
+            {"name": s.name, "seed": s.seed, "status": s.status.value, "progress": s.progress}
+            for s in sub.stages
+        ],
+    }
+
+
+@router.get("/submissions/{submission_id}/status.json")
+def submission_status(submission_id: int, session: SessionDep, viewer: Viewer):
+    """What the page polls while an evaluation runs: status, stage and progress (no scores)."""
+    sub = visible_submission(session, submission_id, viewer)
+    if sub is None:
+        return JSONResponse(
+            {"error": {"rule": "submission_not_found", "message": f"no submission {submission_id}", "line": None,
+                       "id": None}},
+            status_code=404,
+        )  # fmt: skip
+    return JSONResponse(status_body(sub), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/submissions/{submission_id}/selection.txt")
+def selection_file(submission_id: int, request: Request, session: SessionDep, viewer: Viewer):
+    """The uploaded selection, where its team allowed it (and always to the team itself)."""
+    sub = visible_submission(session, submission_id, viewer)
+    owner = sub is not None and viewer is not None and (viewer.is_admin or viewer.id == sub.team_id)
+    if sub is None or not (sub.allow_selection_download or owner) or not Path(sub.file_path).exists():
+        return not_found(request, viewer, f"No selection file to download for submission {submission_id}.")
+    return FileResponse(sub.file_path, media_type="text/plain", filename=f"delbench-submission-{sub.id}.txt")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, viewer: Viewer, next: str = "/"):
+    return render(request, "login.html", viewer, next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+):
+    """Sign in with the team's API token: it is kept in an HttpOnly cookie that only pages read."""
+    try:
+        team = authenticate(session=session, token=token.strip())
+    except ApiError as exc:
+        return render(request, "login.html", None, code=401, next=_safe_next(next), error=str(exc))
+    session.commit()  # last_used_at
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE, token.strip(), httponly=True, samesite="lax", secure=request.url.scheme == "https",
+        max_age=30 * 24 * 3600, path="/",
+    )  # fmt: skip
+    response.headers["X-DELBench-Team"] = team.name
+    return response
+
+
+@router.post("/logout")
+def logout():
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site (never `//evil.example`), so sign-in cannot redirect elsewhere."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"

@@ -1,0 +1,97 @@
+"""`delbench demo` itself, on its embedded defaults (SQLite + filesystem broker + a real worker process),
+driven by the curl examples of docs/server.md: what the docs show is what the server does."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+
+import httpx
+import pytest
+
+from tests.server.conftest import MICRO_TIER, REPO, delbench_cmd, free_port
+from tests.server.procs import Proc, poll_submission, wait_until
+from tests.server.test_end_to_end import assert_board_matches
+
+pytestmark = pytest.mark.slow
+
+DOCS = REPO / "docs" / "server.md"
+
+
+def documented_blocks() -> dict[str, str]:
+    """The ```bash blocks of docs/server.md whose first line is `# tested: NAME`, by name, in order."""
+    blocks = re.findall(r"```bash\n# tested: (\S+)\n(.*?)```", DOCS.read_text(), flags=re.S)
+    return dict(blocks)
+
+
+def run_block(script: str, cwd, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"{script}\n{done.stderr}"
+    return done.stdout
+
+
+def test_docs_list_the_tested_examples():
+    assert list(documented_blocks()) == ["upload", "status", "mine", "leaderboard", "phases", "error"]
+
+
+def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
+    data = tmp_path / "data" / "demo"
+    port = free_port()
+    args = [
+        "demo",
+        "--tier",
+        str(MICRO_TIER),
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        "--pool-size",
+        "480",
+    ]
+    demo = Proc("demo", delbench_cmd(*args), {}, tmp_path)
+    try:
+        token = wait_until(
+            lambda: (m := re.search(r"participant token: (dlb_\S+)", demo.tail(100_000))) and m.group(1),
+            timeout=120,
+            what="the demo's token",
+            proc_logs=[demo],
+        )
+        base = f"http://127.0.0.1:{port}"
+        env = {"PATH": "/usr/bin:/bin", "DELBENCH_URL": base, "TOKEN": token}
+        blocks = documented_blocks()
+
+        accepted = json.loads(run_block(blocks["upload"], tmp_path, env))
+        assert accepted["status"] == "queued" and accepted["n"] == 48 and accepted["retained_fraction"] == 0.1
+        sid = accepted["id"]
+        assert json.loads(run_block(blocks["status"], tmp_path, env))["id"] == sid
+        assert [s["id"] for s in json.loads(run_block(blocks["mine"], tmp_path, env))] == [sid]
+        error = json.loads(run_block(blocks["error"], tmp_path, env))["error"]
+        assert (error["rule"], error["line"], error["id"]) == ("unknown_id", 2, "no/such/frame")
+
+        done = poll_submission(base, token, sid, until={"succeeded"}, timeout=240, procs=[demo])
+        assert done["code_url"] == "https://example.org/every-10th"
+        board = json.loads(run_block(blocks["leaderboard"], tmp_path, env))
+        phases_and_health = run_block(blocks["phases"], tmp_path, env)
+        assert '"slug":"demo"' in phases_and_health and '{"status":"ok"}' in phases_and_health
+
+        demo.popen.send_signal(signal.SIGINT)  # what Ctrl-C sends; children run in their own sessions
+        assert demo.popen.wait(timeout=60) == 0
+        assert "demo: stopped" in demo.tail()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/healthz", timeout=2)
+    finally:
+        demo.stop()
+    # the demo generated the same pool as the suite's (same generator, seed, size and resolution: the
+    # manifest carries every frame's sha256) and its example is every 10th frame: the reference applies
+    assert (data / "pool" / "manifest.jsonl").read_bytes() == (pool_dir / "manifest.jsonl").read_bytes()
+    assert (data / "example-selection.txt").read_text() == every_10th[0].read_text()
+    assert_board_matches(board, sid, every_10th[1])

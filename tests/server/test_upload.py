@@ -1,0 +1,298 @@
+"""Uploading over HTTP: the accepted path and every refusal. A refusal must name its rule (and the line or
+ID where there is one) and leave no trace: no submission row, no stored file, no broker message."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from app.main import create_app
+from app.models import Submission, SubmissionStatus, WorkerHeartbeat, utcnow
+from app.services.phases import get_phase
+from app.services.pipeline import fail_submission
+from app.services.submissions import SubmissionMeta, create_submission
+from app.services.teams import create_team, create_token
+from tests.server.conftest import add_team, seed_phase
+from worker.celery_app import queue_size
+
+
+@pytest.fixture
+def client(stack):
+    with TestClient(create_app(stack.settings)) as c:
+        yield c
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def upload(client, token, body: bytes | str, phase="dev", **form):
+    data = body.encode() if isinstance(body, str) else body
+    return client.post(
+        f"/api/v1/phases/{phase}/submissions",
+        headers=auth(token) if token else {},
+        files={"file": ("selection.txt", data, "text/plain")},
+        data=form,
+    )
+
+
+def traces(stack) -> tuple[int, int, int]:
+    """(submission rows, broker messages, stored files)."""
+    with stack.session() as session:
+        rows = session.scalar(select(func.count()).select_from(Submission))
+    uploads = stack.settings.uploads_dir
+    files = sum(1 for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else 0
+    return rows, stack.broker_messages(), files
+
+
+def test_upload_accepted_is_stored_and_queued(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    before = traces(stack)
+    r = upload(
+        client,
+        seeded.token,
+        "\n".join(pool_ids[:48]) + "\n",
+        method="random 10%",
+        code_url="https://example.org/x",
+    )
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued" and body["n"] == 48 and body["retained_fraction"] == pytest.approx(0.1)
+    assert traces(stack) == (before[0] + 1, before[1] + 1, before[2] + 1)  # one row, one message, one file
+    celery = client.app.state.celery
+    assert (queue_size(celery, "light"), queue_size(celery, "gpu")) == (1, 0)  # validation comes first
+    status = client.get(body["status_url"], headers=auth(seeded.token))
+    assert status.status_code == 200
+    sub = status.json()
+    assert sub["status"] == "queued" and sub["method"] == "random 10%" and sub["results"] is None
+    assert [s["name"] for s in sub["stages"]][:2] == ["validate", "pretrain"] and len(sub["stages"]) == 11
+    listed = client.get("/api/v1/submissions", headers=auth(seeded.token)).json()
+    assert [s["id"] for s in listed] == [body["id"]]
+    # another team cannot read it, and learns nothing from the ID
+    other = add_team(stack, "team-b")
+    assert client.get(body["status_url"], headers=auth(other)).status_code == 404
+    assert client.get("/api/v1/submissions", headers=auth(other)).json() == []
+
+
+BAD_SELECTIONS = [
+    # (name, body, status, rule, line, id)
+    ("unknown_id", lambda ids: f"{ids[0]}\n{ids[1]}\nnot/a/real/id\n", 422, "unknown_id", 3, "not/a/real/id"),
+    ("duplicate_id", lambda ids: f"{ids[0]}\n{ids[1]}\n{ids[0]}\n", 422, "duplicate_id", 3, "{0}"),
+    ("empty", lambda ids: "\n\n  \n", 422, "empty", None, None),
+    ("undecodable", lambda ids: f"{ids[0]}\n".encode() + b"\xff\xfe\xfa\n", 422, "encoding", 2, None),
+    ("bad_json", lambda ids: '["' + ids[0] + '", 7]', 422, "format", 2, None),
+    ("csv_unknown", lambda ids: f"id,score\n{ids[0]},1\nnope,2\n", 422, "unknown_id", 3, "nope"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_SELECTIONS, ids=[c[0] for c in BAD_SELECTIONS])
+def test_bad_selection_is_refused_without_trace(stack, client, pool_dir, pool_ids, case):
+    _, make, status, rule, line, sample_id = case
+    seeded = seed_phase(stack, pool_dir)
+    before = traces(stack)
+    r = upload(client, seeded.token, make(pool_ids))
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["rule"] == rule
+    assert error["line"] == line
+    assert error["id"] == (sample_id.format(pool_ids[0]) if sample_id else None)
+    if line:  # the message names the place too (JSON selections count items, not lines)
+        assert re.search(rf"\b(line|item) {line}\b", error["message"]), error["message"]
+    assert traces(stack) == before
+
+
+def test_size_limit(stack, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    stack.settings.upload_max_bytes = 1000
+    with TestClient(create_app(stack.settings)) as client:
+        before = traces(stack)
+        body = "\n".join(pool_ids[:60])  # ~1,800 bytes: over the limit, under the envelope allowance
+        r = upload(client, seeded.token, body)
+        assert r.status_code == 413 and r.json()["error"]["rule"] == "too_large"
+        assert "limit is 1,000" in r.json()["error"]["message"]
+        huge = b"x" * (2 * 1024 * 1024)  # refused from its Content-Length, before parsing
+        r = upload(client, seeded.token, huge)
+        assert r.status_code == 413 and r.json()["error"]["rule"] == "too_large"
+        assert traces(stack) == before
+
+
+@pytest.mark.parametrize(
+    "window, rule",
+    [((-2, -1), "phase_closed"), ((1, 2), "phase_closed")],
+    ids=["closed", "not_yet_open"],
+)
+def test_phase_outside_its_dates(stack, client, pool_dir, pool_ids, window, rule):
+    now = utcnow()
+    seeded = seed_phase(
+        stack, pool_dir, opens_at=now + timedelta(days=window[0]), closes_at=now + timedelta(days=window[1])
+    )
+    before = traces(stack)
+    r = upload(client, seeded.token, pool_ids[0])
+    assert r.status_code == 403 and r.json()["error"]["rule"] == rule
+    assert traces(stack) == before
+
+
+def test_auth_failures(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    before = traces(stack)
+    cases = [(None, 401, "token_missing"), ("dlb_wrong", 401, "token_invalid")]
+    with stack.session() as session:
+        from app.models import ApiToken, Team
+
+        revoked = session.scalar(select(ApiToken).where(ApiToken.team_id == seeded.team_id))
+        _, fresh = create_token(session=session, team=session.get(Team, seeded.team_id))
+        revoked.revoked_at = utcnow()
+    cases.append((seeded.token, 401, "token_invalid"))
+    disabled = add_team(stack, "team-disabled")
+    with stack.session() as session:
+        from app.models import Team
+
+        session.scalar(select(Team).where(Team.name == "team-disabled")).disabled = True
+    cases.append((disabled, 403, "team_disabled"))
+    for token, status, rule in cases:
+        r = upload(client, token, pool_ids[0])
+        assert (r.status_code, r.json()["error"]["rule"]) == (status, rule), token
+        assert "Traceback" not in r.text
+    assert upload(client, fresh, pool_ids[0]).status_code == 202  # the team's other token still works
+    assert traces(stack)[0] == before[0] + 1
+
+
+def test_request_errors(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    before = traces(stack)
+    r = upload(client, seeded.token, pool_ids[0], phase="nope")
+    assert r.status_code == 404 and r.json()["error"]["rule"] == "phase_not_found"
+    r = client.post("/api/v1/phases/dev/submissions", headers=auth(seeded.token), data={"method": "x"})
+    assert (
+        r.status_code == 422
+        and r.json()["error"]["rule"] == "request"
+        and "file" in r.json()["error"]["message"]
+    )
+    r = upload(client, seeded.token, pool_ids[0], code_url="javascript:alert(1)")
+    assert r.status_code == 422 and r.json()["error"]["rule"] == "field"
+    assert (
+        client.get("/api/v1/submissions/999", headers=auth(seeded.token)).json()["error"]["rule"]
+        == "submission_not_found"
+    )
+    assert traces(stack) == before
+
+
+def test_quota_total_and_day(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir, quota_total=3, quota_per_day=2)
+    assert upload(client, seeded.token, pool_ids[0]).status_code == 202
+    assert upload(client, seeded.token, pool_ids[1]).status_code == 202
+    before = traces(stack)
+    r = upload(client, seeded.token, pool_ids[2])
+    assert r.status_code == 429 and r.json()["error"]["rule"] == "quota_day"
+    assert traces(stack) == before
+    # yesterday's submissions count against the total, not against today
+    with stack.session() as session:
+        for sub in session.scalars(select(Submission)):
+            sub.created_at = utcnow() - timedelta(days=1)
+    assert upload(client, seeded.token, pool_ids[2]).status_code == 202
+    before = traces(stack)
+    r = upload(client, seeded.token, pool_ids[3])
+    assert r.status_code == 429 and r.json()["error"]["rule"] == "quota_total"
+    assert traces(stack) == before
+
+
+def test_failed_and_cancelled_do_not_count(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir, quota_total=1)
+    first = upload(client, seeded.token, pool_ids[0]).json()["id"]
+    assert upload(client, seeded.token, pool_ids[1]).status_code == 429
+    with stack.session() as session:
+        sub = session.get(Submission, first)
+        fail_submission(session=session, stage=sub.stages[0], error="boom", log_tail=None)
+    second = upload(client, seeded.token, pool_ids[1])
+    assert second.status_code == 202
+    with stack.session() as session:
+        session.get(Submission, second.json()["id"]).status = SubmissionStatus.cancelled
+    assert upload(client, seeded.token, pool_ids[2]).status_code == 202
+    assert upload(client, seeded.token, pool_ids[3]).status_code == 429
+
+
+def test_concurrent_uploads_at_the_quota_edge(stack, pool_dir, pool_ids):
+    """Eight uploads at once against a quota of 3: exactly 3 are stored, whatever the interleaving."""
+    seeded = seed_phase(stack, pool_dir, quota_total=3)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def one(i: int) -> None:
+        with stack.factory() as session:
+            from app.models import Team
+
+            team = session.get(Team, seeded.team_id)
+            phase = get_phase(session=session, slug="dev")
+            session.commit()  # as the route does: no transaction (no SQLite write lock) held while waiting
+            barrier.wait()
+            try:
+                create_submission(
+                    session=session,
+                    team=team,
+                    phase=phase,
+                    data=pool_ids[i].encode(),
+                    meta=SubmissionMeta(),
+                    uploads_dir=stack.settings.uploads_dir,
+                    max_bytes=10_000,
+                )
+                session.commit()
+                outcomes.append("ok")
+            except Exception as exc:
+                session.rollback()
+                outcomes.append(getattr(exc, "rule", repr(exc)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["ok"] * 3 + ["quota_total"] * 5
+    assert traces(stack)[0] == 3 and traces(stack)[2] == 3
+
+
+def test_leaderboard_and_phase_reads(stack, client, pool_dir):
+    seed_phase(stack, pool_dir)
+    phases = client.get("/api/v1/phases").json()
+    assert phases[0]["slug"] == "dev" and phases[0]["pool_size"] == 480 and phases[0]["is_open"]
+    board = client.get("/api/v1/phases/dev/leaderboard")
+    assert board.status_code == 200 and board.json()["rows"] == [] and len(board.json()["datasets"]) == 8
+    assert client.get("/api/v1/phases/nope/leaderboard").json()["error"]["rule"] == "phase_not_found"
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
+
+
+def test_json_and_csv_selections_are_accepted(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    r1 = upload(client, seeded.token, json.dumps(pool_ids[:5]))
+    r2 = upload(client, seeded.token, "id,note\n" + "\n".join(f"{i},x" for i in reversed(pool_ids[:5])))
+    assert r1.status_code == r2.status_code == 202
+    assert r1.json()["selection_hash"] == r2.json()["selection_hash"]  # same set, any format, same hash
+
+
+def test_admin_health_needs_an_admin_token(stack, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    stack.settings.admin_token = SecretStr("s" * 40)
+    with stack.session() as session:
+        _, admin_token = create_token(
+            session=session, team=create_team(session=session, name="orgs", is_admin=True)
+        )
+        session.add(WorkerHeartbeat(name="gpu0@x", queues="gpu,light", pid=7))
+    with TestClient(create_app(stack.settings)) as client:
+        assert upload(client, seeded.token, pool_ids[0]).status_code == 202
+        url = "/api/v1/admin/health"
+        assert client.get(url).json()["error"]["rule"] == "token_missing"
+        assert client.get(url, headers=auth(seeded.token)).status_code == 403  # a participant
+        for token in (admin_token, "s" * 40):  # an admin team's token, and the settings' admin token
+            health = client.get(url, headers=auth(token))
+            assert health.status_code == 200, health.text
+            body = health.json()
+            assert body["submissions"] == {"queued": 1} and body["queues"] == {"gpu": 0, "light": 1}
+            assert [w["name"] for w in body["workers"]] == ["gpu0@x"]

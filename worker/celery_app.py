@@ -1,0 +1,76 @@
+"""The Celery configuration, in one place. GPU work takes one job at a time and is acknowledged only when
+it ends, so a killed worker's job is not lost; light work (validation, aggregation) has its own queue.
+
+`create_celery` imports no task code: the API builds its client from it and sends tasks by name.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from app.settings import Settings
+
+QUEUES = ("gpu", "light")
+ROUTES = {
+    "delbench.validate": {"queue": "light"},
+    "delbench.pretrain": {"queue": "gpu"},
+    "delbench.finetune": {"queue": "gpu"},
+    "delbench.aggregate": {"queue": "light"},
+    "celery.chord_unlock": {"queue": "light"},  # polls a chord's results where the backend cannot count them
+}
+
+
+def broker_transport_options(settings: Settings) -> dict:
+    url = settings.broker_url
+    if url.startswith("filesystem:"):
+        root = settings.filesystem_broker_dir.resolve()
+        folders = {"queue": root / "queue", "processed": root / "processed", "control": root / "control"}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)  # the transport does not create them
+        return {
+            "data_folder_in": str(folders["queue"]),
+            "data_folder_out": str(folders["queue"]),
+            "processed_folder": str(folders["processed"]),
+            "control_folder": str(folders["control"]),
+            "store_processed": False,
+            "polling_interval": 0.2,
+        }
+    if url.startswith(("redis:", "rediss:")) and settings.broker_key_prefix:
+        return {"global_keyprefix": settings.broker_key_prefix}
+    return {}
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery(
+        "delbench", broker=settings.broker_url, backend=settings.result_backend, set_as_current=False
+    )
+    app.conf.update(
+        # each queue its own direct exchange and routing key: a message lands in exactly one queue
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        task_default_queue="light",
+        task_default_exchange="light",
+        task_default_routing_key="light",
+        task_routes=ROUTES,
+        task_acks_late=True,  # acknowledged when the task ends: a killed worker's message is not consumed
+        task_reject_on_worker_lost=True,  # a pool child killed mid-task gives its message back
+        worker_prefetch_multiplier=1,  # one job per worker process at a time, as GPU work needs
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_expires=7 * 24 * 3600,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_transport_options(settings),
+        worker_hijack_root_logger=False,  # delbench's own logging config stays in force
+    )
+    return app
+
+
+def queue_size(app: Celery, queue: str) -> int:
+    """Messages waiting in `queue` (Redis LLEN, files in the filesystem broker...), by a declare: a passive
+    one answers NOT_FOUND on Redis with a key prefix (kombu checks the unprefixed key); declaring an
+    existing queue changes nothing."""
+    with app.connection_for_read() as connection:
+        return connection.default_channel.queue_declare(
+            queue=queue, durable=True, auto_delete=False
+        ).message_count

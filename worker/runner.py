@@ -1,0 +1,265 @@
+"""Runs one pipeline stage inside a Celery task: claim it, keep its lease alive, report progress, capture its
+log, store the outcome. Every exception ends as a stored status: transient ones (database or broker
+unreachable) are retried with back-off, anything else fails the submission with the stage's log tail."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from celery import Task
+from sqlalchemy import update
+
+from app.models import EvaluationStage, Submission, WorkerHeartbeat
+from app.services import pipeline
+from app.services.dispatch import dispatch_next
+from worker.runtime import Runtime, runtime
+
+log = logging.getLogger("delbench.worker")
+
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    ConnectionError,
+)
+
+
+class NotReady(Exception):
+    """The stage's inputs are not all there yet: it goes back to pending, to be enqueued again later."""
+
+
+class StageAbandoned(Exception):
+    """The task no longer holds its stage (cancelled, or its lease lapsed and another task took over)."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    submission_id: int
+    seed: int
+    name: str
+    stage_id: int
+    file_path: Path
+    file_sha256: str
+    selection_hash: str
+    pool_dir: str
+    tasks_dir: Path
+    tier: str
+    settings: object
+    progress: Callable[[str, int, int], None]
+
+
+class LogTail(logging.Handler):
+    """The last lines logged while a stage runs: what the team reads when it fails."""
+
+    def __init__(self, lines: int):
+        super().__init__(logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=lines)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def text(self, extra: str = "") -> str:
+        return "\n".join([*self.lines, extra] if extra else self.lines)
+
+
+class Lease(threading.Thread):
+    """Renews the stage's heartbeat every quarter lease while the stage runs, whatever the stage is doing."""
+
+    def __init__(self, rt: Runtime, stage_id: int, task_id: str):
+        super().__init__(daemon=True, name=f"lease-{stage_id}")
+        self.rt, self.stage_id, self.task_id = rt, stage_id, task_id
+        self.stopped = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self) -> None:
+        interval = max(0.2, self.rt.settings.lease_seconds / 4)
+        while not self.stopped.wait(interval):
+            try:
+                with self.rt.session() as session:
+                    if not pipeline.heartbeat(session=session, stage_id=self.stage_id, task_id=self.task_id):
+                        self.lost.set()
+                        return
+            except Exception:  # the database may be briefly away; the lease has slack for that
+                log.warning("stage %d: heartbeat failed", self.stage_id, exc_info=True)
+
+
+def run_stage(
+    task: Task,
+    *,
+    submission_id: int,
+    seed: int,
+    name: str,
+    body: Callable[[StageContext], dict],
+    finish: Callable | None = None,
+    advance: bool = True,
+) -> dict | None:
+    """Run `body` as stage (submission, seed, name) unless it is done or held; returns its detail or None.
+
+    `finish(session, stage, detail, seconds, log_tail)` stores the outcome (default: `complete_stage`) in the
+    same transaction that checks the task still holds the stage; `advance` enqueues what comes next."""
+    rt = runtime()
+    task_id = task.request.id or f"local-{random.getrandbits(64):x}"
+    worker = task.request.hostname or socket.gethostname()
+    label = f"submission {submission_id} {name} (seed {seed})"
+    try:
+        with rt.session() as session:
+            outcome, stage = pipeline.claim_stage(
+                session=session,
+                submission_id=submission_id,
+                seed=seed,
+                name=name,
+                worker=worker,
+                task_id=task_id,
+                lease_seconds=rt.settings.lease_seconds,
+                max_attempts=rt.settings.max_attempts,
+            )
+            if outcome != pipeline.Claim.claimed:
+                log.info("%s: %s, nothing to do", label, outcome.value)
+                return None
+            ctx_fields = _context_fields(stage)
+            _doing(session, worker, label)
+    except TRANSIENT as exc:  # nothing claimed yet: just try again later
+        raise _retry(task, rt, exc, label) from None
+    log.info("%s: started (attempt %d, task %s)", label, stage.attempts, task_id)
+
+    tail = LogTail(rt.settings.log_tail_lines)
+    lease = Lease(rt, ctx_fields["stage_id"], task_id)
+    last_write = [0.0]
+
+    def progress(_stage: str, done: int, total: int) -> None:
+        if lease.lost.is_set():
+            raise StageAbandoned(label)
+        now = time.monotonic()
+        if now - last_write[0] < rt.settings.progress_interval and done < total:
+            return  # throttled: at most one write per interval (the first and the last always go)
+        last_write[0] = now
+        try:
+            with rt.session() as session:
+                held = pipeline.record_progress(
+                    session=session,
+                    stage_id=ctx_fields["stage_id"],
+                    task_id=task_id,
+                    fraction=done / max(total, 1),
+                )
+        except TRANSIENT:
+            log.warning("%s: progress write failed", label, exc_info=True)
+            return
+        if not held:
+            raise StageAbandoned(label)
+
+    ctx = StageContext(**ctx_fields, seed=seed, name=name, settings=rt.settings, progress=progress)
+    logging.getLogger().addHandler(tail)
+    lease.start()
+    started = time.perf_counter()
+    try:
+        detail = body(ctx)
+        seconds = time.perf_counter() - started
+        with rt.session() as session:
+            stage = pipeline.stage_row(session, submission_id, seed, name, lock=True)
+            if not pipeline.holds(stage, task_id):
+                raise StageAbandoned(label)
+            (finish or _complete)(session, stage, detail, seconds, tail.text())
+        log.info("%s: done in %.1f s", label, seconds)
+        if advance:
+            with rt.session() as session:
+                dispatch_next(
+                    session=session, celery=task.app, submission=session.get(Submission, submission_id)
+                )
+        return _summary(detail)
+    except StageAbandoned:
+        log.warning("%s: abandoned (cancelled, or another task took it over)", label)
+        return None
+    except NotReady as exc:
+        _release(rt, ctx_fields["stage_id"], task_id)
+        log.warning("%s: not ready (%s); left pending", label, exc)
+        return None
+    except TRANSIENT as exc:
+        if task.request.retries < rt.settings.task_max_retries:
+            _release(rt, ctx_fields["stage_id"], task_id)
+            raise _retry(task, rt, exc, label) from None
+        _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
+        return None
+    except Exception as exc:
+        _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
+        return None
+    finally:
+        lease.stopped.set()
+        logging.getLogger().removeHandler(tail)
+        try:
+            with rt.session() as session:
+                _doing(session, worker, None)
+        except TRANSIENT:
+            pass
+
+
+def _retry(task: Task, rt: Runtime, exc: Exception, label: str) -> Exception:
+    """Celery's retry with exponential back-off and jitter (1, 2, 4 ... 60 s); past the retry limit it
+    raises the error itself, which then ends the task (the reconciler hands the stage on later)."""
+    countdown = min(60.0, 2.0**task.request.retries) * random.uniform(0.5, 1.0)
+    log.warning("%s: transient error (%s); retry in %.1f s", label, exc, countdown)
+    return task.retry(exc=exc, countdown=countdown, max_retries=rt.settings.task_max_retries, throw=False)
+
+
+def _doing(session, worker: str, label: str | None) -> None:
+    """What this worker is doing, for the organizers' worker list (its row is written by the reconciler thread)."""
+    session.execute(update(WorkerHeartbeat).where(WorkerHeartbeat.name == worker).values(current=label))
+
+
+def _context_fields(stage: EvaluationStage) -> dict:
+    submission = stage.submission
+    phase = submission.phase
+    return {
+        "submission_id": submission.id,
+        "stage_id": stage.id,
+        "file_path": Path(submission.file_path),
+        "file_sha256": submission.file_sha256,
+        "selection_hash": submission.selection_hash,
+        "pool_dir": phase.pool_dir,
+        "tasks_dir": phase.tasks_path,
+        "tier": phase.tier,
+    }
+
+
+def _complete(session, stage, detail, seconds, log_tail) -> None:
+    pipeline.complete_stage(session=session, stage=stage, detail=detail, seconds=seconds, log_tail=log_tail)
+
+
+def _summary(detail: dict) -> dict:
+    """What the task returns (the chord's results): small; the stage row holds the whole detail."""
+    return {k: v for k, v in detail.items() if isinstance(v, str | int | float | bool)}
+
+
+def _release(rt: Runtime, stage_id: int, task_id: str) -> None:
+    try:
+        with rt.session() as session:
+            pipeline.release_stage(session=session, stage_id=stage_id, task_id=task_id)
+    except TRANSIENT:
+        pass  # the lease will lapse and the reconciler will hand the stage on
+
+
+def _fail(rt: Runtime, stage_id: int, task_id: str, exc: Exception, tail: LogTail, label: str) -> None:
+    log.error("%s: failed\n%s", label, traceback.format_exc())
+    message = f"{type(exc).__name__}: {exc}"
+    try:
+        with rt.session() as session:
+            stage = session.get(EvaluationStage, stage_id)
+            if stage is not None and pipeline.holds(stage, task_id):
+                pipeline.fail_submission(
+                    session=session, stage=stage, error=message, log_tail=tail.text(message)
+                )
+    except TRANSIENT:
+        log.exception("%s: could not store the failure; the reconciler will retry the stage", label)

@@ -1,0 +1,29 @@
+"""What a worker process holds: its settings and database sessions, built once, on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, make_session_factory, session_scope
+from app.settings import Settings, get_settings
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        self.factory: sessionmaker[Session] = make_session_factory(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.factory) as session:
+            yield session
+
+
+@cache
+def runtime() -> Runtime:
+    return Runtime(get_settings())

@@ -1,0 +1,142 @@
+"""The pipeline's Celery tasks: validate -> pretrain -> chord(8 finetunes) -> aggregate, per seed.
+
+Each task body is one evaluator call; `run_stage` does the claiming, progress, logging and error mapping.
+The evaluator (and torch) is imported inside the bodies: the module stays cheap to import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from celery import shared_task
+
+from app.models import StageStatus, Submission
+from app.services import pipeline
+from app.services.phases import pool_at
+from app.services.submissions import FINETUNE_PREFIX, STAGE_AGGREGATE, STAGE_PRETRAIN, STAGE_VALIDATE
+from evaluator.selection import ResolvedSelection, load_selection
+from evaluator.store import list_tasks
+from evaluator.tier import load_tier
+from worker.runner import NotReady, StageContext, run_stage
+from worker.runtime import runtime
+
+
+def _selection(ctx: StageContext) -> ResolvedSelection:
+    data = ctx.file_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != ctx.file_sha256:
+        raise ValueError(
+            f"stored selection file {ctx.file_path.name} does not match its sha256: refusing to evaluate it"
+        )
+    selection = load_selection(data, pool_at(ctx.pool_dir).index_of)
+    if selection.selection_hash != ctx.selection_hash:
+        raise ValueError(
+            "the selection resolves differently against the pool than at upload (was the pool changed?)"
+        )
+    return selection
+
+
+def _stage_detail(ctx: StageContext, name: str) -> dict:
+    with runtime().session() as session:
+        return dict(pipeline.stage_row(session, ctx.submission_id, ctx.seed, name).detail or {})
+
+
+def _validate(ctx: StageContext) -> dict:
+    selection = _selection(ctx)
+    tier = load_tier(ctx.tier)
+    return {"n": selection.n, "tier_hash": tier.hash, "tasks": list_tasks(ctx.tasks_dir)}
+
+
+def _pretrain(ctx: StageContext) -> dict:
+    from evaluator.protocol import pretrain_encoder
+
+    result = pretrain_encoder(
+        pool=pool_at(ctx.pool_dir),
+        selection=_selection(ctx),
+        tier=load_tier(ctx.tier),
+        seed=ctx.seed,
+        cache_dir=ctx.settings.cache_dir,
+        progress=ctx.progress,
+        device=ctx.settings.device,
+    )
+    return {
+        "encoder_path": str(result.encoder_path),
+        "cache_hit": result.cache_hit,
+        "seconds": result.seconds,
+        "loss_curve": [list(p) for p in result.loss_curve],
+    }
+
+
+def _finetune(ctx: StageContext) -> dict:
+    from evaluator.protocol import finetune_task
+
+    encoder_path = _stage_detail(ctx, STAGE_PRETRAIN)["encoder_path"]
+    return finetune_task(
+        encoder_path=Path(encoder_path),
+        task_dir=ctx.tasks_dir / ctx.name.removeprefix(FINETUNE_PREFIX),
+        tier=load_tier(ctx.tier),
+        seed=ctx.seed,
+        progress=ctx.progress,
+        device=ctx.settings.device,
+    )
+
+
+def _aggregate(ctx: StageContext) -> dict:
+    from evaluator.protocol import assemble_results
+
+    with runtime().session() as session:
+        stages = [s for s in session.get(Submission, ctx.submission_id).stages if s.seed == ctx.seed]
+        finetunes = {
+            s.name.removeprefix(FINETUNE_PREFIX): s for s in stages if s.name.startswith(FINETUNE_PREFIX)
+        }
+        if any(s.status != StageStatus.succeeded for s in finetunes.values()):
+            # the chord fired early (a duplicate finetune message returned at once); the reconciler
+            # enqueues the aggregate again once the last finetune is done
+            raise NotReady(
+                f"finetunes not all done: {sorted(n for n, s in finetunes.items() if s.status != 'succeeded')}"
+            )
+        pretrain = next(s for s in stages if s.name == STAGE_PRETRAIN).detail
+        task_results = {name: s.detail for name, s in finetunes.items()}
+    timings = {"pretrain": pretrain["seconds"]}
+    timings.update({f"finetune/{name}": r["seconds"] for name, r in task_results.items()})
+    timings["finetune"] = sum(r["seconds"] for r in task_results.values())
+    selection = _selection(ctx)
+    return assemble_results(
+        selection=selection,
+        pool_size=selection.pool_size,
+        tier=load_tier(ctx.tier),
+        seed=ctx.seed,
+        task_results=task_results,
+        timings=timings,
+        loss_curve=pretrain["loss_curve"],
+    )
+
+
+def _store(session, stage, results, seconds, log_tail) -> None:
+    pipeline.store_results(session=session, stage=stage, results=results, seconds=seconds, log_tail=log_tail)
+
+
+@shared_task(name="delbench.validate", bind=True, ignore_result=True)
+def validate(self, submission_id: int) -> dict | None:
+    with runtime().session() as session:
+        seed = session.get(Submission, submission_id).seeds[0]
+    return run_stage(self, submission_id=submission_id, seed=seed, name=STAGE_VALIDATE, body=_validate)
+
+
+@shared_task(name="delbench.pretrain", bind=True, ignore_result=True)
+def pretrain(self, submission_id: int, seed: int) -> dict | None:
+    return run_stage(self, submission_id=submission_id, seed=seed, name=STAGE_PRETRAIN, body=_pretrain)
+
+
+@shared_task(name="delbench.finetune", bind=True)  # results kept: it is a chord's header
+def finetune(self, submission_id: int, seed: int, task_name: str) -> dict | None:
+    name = FINETUNE_PREFIX + task_name
+    return run_stage(self, submission_id=submission_id, seed=seed, name=name, body=_finetune, advance=False)
+
+
+@shared_task(name="delbench.aggregate", bind=True, ignore_result=True)
+def aggregate(self, _chord_results, submission_id: int, seed: int) -> dict | None:
+    # a chord's callback: the finetunes' return values come first (unused: the stage rows hold them)
+    return run_stage(
+        self, submission_id=submission_id, seed=seed, name=STAGE_AGGREGATE, body=_aggregate, finish=_store
+    )
