@@ -1,8 +1,9 @@
 """Engine and sessions for SQLite (the embedded default) and PostgreSQL (production).
 
-SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up
-front, so a read-then-write transaction (the quota check) cannot be interleaved with another writer, and the
-busy timeout queues writers instead of failing them. On PostgreSQL the quota check locks the team row.
+SQLite runs in WAL mode and every transaction that may write starts with `BEGIN IMMEDIATE`: it takes the
+write lock up front, so a read-then-write transaction (the quota check) cannot be interleaved with another
+writer, and the busy timeout queues writers instead of failing them. Read-only requests (GET) use a deferred
+`BEGIN` and never write, so readers do not queue behind each other or behind a writer. On PostgreSQL the quota check locks the team row.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+READ_ONLY_OPTION = "delbench_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -37,13 +39,23 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only session (`read_only_bind`) takes no lock: in WAL mode readers run beside the writer.
+        # Taking the write lock for reads too made concurrent GETs queue behind each other, and a starved one
+        # fail with "database is locked" (bench/api.py, 4 clients on the leaderboard).
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_bind(engine: Engine) -> Engine:
+    """The same engine (and pool) for sessions that only read: on SQLite their transactions take no lock.
+    Use with `autoflush=False`, so that nothing such a session touches is ever written."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.db import read_only_bind
 from app.errors import ApiError
 from app.models import Team
 from app.services.teams import authenticate
@@ -24,8 +25,14 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; routes that write commit it themselves (then enqueue)."""
-    with request.app.state.session_factory() as session:
+    """One session per request; routes that write commit it themselves (then enqueue). GET and HEAD requests
+    only read: their session takes no lock on SQLite and flushes nothing (a token's last-used time included)."""
+    factory = request.app.state.session_factory
+    if request.method in ("GET", "HEAD"):
+        session = factory(bind=read_only_bind(request.app.state.engine), autoflush=False)
+    else:
+        session = factory()
+    with session:
         yield session
 
 

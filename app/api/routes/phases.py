@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import select
 
 from app.api.deps import OptionalTeam, SessionDep
 from app.models import Phase, utcnow
 from app.schemas import ErrorBody, Leaderboard, PhaseOut
-from app.services.leaderboard import board_csv, leaderboard, phase_pool_size
+from app.services.leaderboard import board_csv, leaderboard, leaderboard_json, phase_pool_size
 from app.services.phases import get_phase
 
 router = APIRouter(prefix="/phases", tags=["phases"])
@@ -45,9 +45,11 @@ def read_phase(slug: str, session: SessionDep) -> PhaseOut:
 
 
 @router.get("/{slug}/leaderboard", response_model=Leaderboard, responses={404: {"model": ErrorBody}})
-def read_leaderboard(slug: str, session: SessionDep, viewer: OptionalTeam) -> Leaderboard:
+def read_leaderboard(slug: str, session: SessionDep, viewer: OptionalTeam) -> Response:
     """Ranked by mean NormDEL, with mean mIoU, R, n and the per-dataset mIoU and NormDEL."""
-    return leaderboard(session=session, phase=get_phase(session=session, slug=slug), viewer=viewer)
+    phase = get_phase(session=session, slug=slug)
+    body = leaderboard_json(session=session, phase=phase, viewer=viewer)  # cached until the board changes
+    return Response(content=body, media_type="application/json")
 
 
 @router.get(
