@@ -240,6 +240,57 @@ def p99(values: list[float]) -> float:
 # ------------------------------------------------------------------------------------------- main
 
 
+def measure_uploads(args, port: int, token: str, ids: dict[str, list[str]], pools: dict[str, Path]) -> float:
+    """Prints the upload figures; returns the median end-to-end seconds for 1,000,000 IDs."""
+    from evaluator.selection import load_selection
+    from evaluator.store import open_pool
+
+    print(
+        f"\n== upload validation (POST of the whole pool as one ID a line; {args.repeats} each, alternating)"
+    )
+    files = {slug: multipart(("\n".join(ids[slug]) + "\n").encode(), {"method": "bench"}) for slug in ids}
+    for slug in ids:  # warm-up: the API parses each pool's manifest once (in the background at start-up)
+        upload(port, slug, token, *files[slug])
+    times: dict[str, list[float]] = {slug: [] for slug in ids}
+    for _ in range(args.repeats):
+        for slug in ids:
+            seconds, doc = upload(port, slug, token, *files[slug])
+            assert doc["n"] == len(ids[slug])
+            times[slug].append(seconds)
+    for slug in ids:
+        data = ("\n".join(ids[slug]) + "\n").encode()
+        index_of = open_pool(pools[slug]).index_of
+        local = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            load_selection(data, index_of)
+            local.append(time.perf_counter() - t0)
+        print(f"  {len(ids[slug]):>9,} IDs ({len(files[slug][0]) / 1e6:.1f} MB): request "
+              f"{statistics.median(times[slug]):.2f} s median (min {min(times[slug]):.2f}); of which validation "
+              f"in-process {statistics.median(local):.2f} s")  # fmt: skip
+    return statistics.median(times["v1m"])
+
+
+def measure_board(args, api_port: int, bare_port: int, board_path: str, rows: int, size: int) -> float:
+    """Prints the leaderboard figures; returns leaderboard / bare requests per second."""
+    print(f"\n== leaderboard JSON ({rows:,} rows, {size / 1e3:.0f} kB): {args.rounds} rounds x {args.requests} "
+          f"requests each, {args.clients} clients, alternating")  # fmt: skip
+    hammer(api_port, board_path, 20, args.clients)  # warm-up both
+    hammer(bare_port, "/board.json", 20, args.clients)
+    results: dict[str, list] = {"leaderboard": [], "bare": []}
+    for _ in range(args.rounds):
+        for name, port, path in (("leaderboard", api_port, board_path), ("bare", bare_port, "/board.json")):
+            wall, latencies, _ = hammer(port, path, args.requests, args.clients)
+            results[name].append((args.requests / wall, latencies))
+    rps = {}
+    for name, rounds in results.items():
+        rps[name] = statistics.median(r[0] for r in rounds)
+        lat = [x for r in rounds for x in r[1]]
+        print(f"  {name:<12} {rps[name]:8.1f} requests/s (rounds: {', '.join(f'{r[0]:.0f}' for r in rounds)}); "
+              f"latency p50 {statistics.median(lat) * 1e3:.1f} ms, p99 {p99(lat) * 1e3:.1f} ms")  # fmt: skip
+    return rps["leaderboard"] / rps["bare"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -251,6 +302,7 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per endpoint, alternating (default 3)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client connections (default 4)")
+    parser.add_argument("--skip-uploads", action="store_true", help="measure the leaderboard only")
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "PAYLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -282,11 +334,8 @@ def main() -> int:
         )  # fmt: skip
         (tmp / "results").mkdir()
         api_port, bare_port = free_port(), free_port()
-        api = start(
-            [sys.executable, "-m", "delbench", "serve", "--port", str(api_port), "--log-level", "warning"],
-            env, api_port, tmp / "api.log",
-        )  # fmt: skip
-        bare = None
+        serve = [sys.executable, "-m", "delbench", "serve", "--port", str(api_port), "--log-level", "warning"]
+        api, bare = start(serve, env, api_port, tmp / "api.log"), None
         try:
             board_path = "/api/v1/phases/board/leaderboard"
             conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=60)
@@ -294,63 +343,12 @@ def main() -> int:
             payload = conn.getresponse().read()
             (tmp / "board.json").write_bytes(payload)
             rows = len(json.loads(payload)["rows"])
-            bare = start([sys.executable, __file__, "--bare", str(bare_port), str(tmp / "board.json")], env,
-                         bare_port, tmp / "bare.log")  # fmt: skip
-
-            print(
-                f"\n== upload validation (POST of the whole pool as one ID a line; {args.repeats} each, alternating)"
+            bare_cmd = [sys.executable, __file__, "--bare", str(bare_port), str(tmp / "board.json")]
+            bare = start(bare_cmd, env, bare_port, tmp / "bare.log")
+            upload_1m = (
+                float("nan") if args.skip_uploads else measure_uploads(args, api_port, token, ids, pools)
             )
-            files = {
-                slug: multipart(("\n".join(ids[slug]) + "\n").encode(), {"method": "bench"}) for slug in ids
-            }
-            for (
-                slug
-            ) in ids:  # warm-up: the API parses each pool's manifest once (in the background at start-up)
-                upload(api_port, slug, token, *files[slug])
-            times: dict[str, list[float]] = {slug: [] for slug in ids}
-            for _ in range(args.repeats):
-                for slug in ids:
-                    seconds, doc = upload(api_port, slug, token, *files[slug])
-                    assert doc["n"] == len(ids[slug])
-                    times[slug].append(seconds)
-            from evaluator.selection import load_selection
-            from evaluator.store import open_pool
-
-            for slug in ids:
-                data = ("\n".join(ids[slug]) + "\n").encode()
-                index_of = open_pool(pools[slug]).index_of
-                local = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    load_selection(data, index_of)
-                    local.append(time.perf_counter() - t0)
-                n = len(ids[slug])
-                print(f"  {n:>9,} IDs ({len(files[slug][0]) / 1e6:.1f} MB): request {statistics.median(times[slug]):.2f} s "
-                      f"median (min {min(times[slug]):.2f}); of which validation in-process "
-                      f"{statistics.median(local):.2f} s")  # fmt: skip
-            upload_1m = statistics.median(times["v1m"])
-
-            print(f"\n== leaderboard JSON ({rows:,} rows, {len(payload) / 1e3:.0f} kB): {args.rounds} rounds x "
-                  f"{args.requests} requests each, {args.clients} clients, alternating")  # fmt: skip
-            hammer(api_port, board_path, 20, args.clients)  # warm-up both
-            hammer(bare_port, "/board.json", 20, args.clients)
-            results: dict[str, list] = {"leaderboard": [], "bare": []}
-            for _ in range(args.rounds):
-                for name, port, path in (
-                    ("leaderboard", api_port, board_path),
-                    ("bare", bare_port, "/board.json"),
-                ):
-                    wall, lat, size = hammer(port, path, args.requests, args.clients)
-                    results[name].append((args.requests / wall, lat, size))
-            summary = {}
-            for name, rounds in results.items():
-                rps = statistics.median(r[0] for r in rounds)
-                lat = [x for r in rounds for x in r[1]]
-                summary[name] = rps
-                print(f"  {name:<12} {rps:8.1f} requests/s (rounds: {', '.join(f'{r[0]:.0f}' for r in rounds)}); "
-                      f"latency p50 {statistics.median(lat) * 1e3:.1f} ms, p99 {p99(lat) * 1e3:.1f} ms; "
-                      f"{rounds[0][2] / 1e3:.0f} kB")  # fmt: skip
-            ratio = summary["leaderboard"] / summary["bare"]
+            ratio = measure_board(args, api_port, bare_port, board_path, rows, len(payload))
         except BaseException:
             print(f"api server log (tail):\n{(tmp / 'api.log').read_text()[-3000:]}", file=sys.stderr)
             raise

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.models import Phase, Result, Submission, SubmissionStatus, Team
+from app.db import DataVersion
+from app.models import Benchmark, Phase, Result, Submission, SubmissionStatus, Team
 from app.schemas import DatasetScore, Leaderboard, LeaderboardRow, Scores
 from app.services.phases import pool_for
 from evaluator.store import list_tasks
@@ -133,6 +134,9 @@ class _BoardCache:
         self.capacity = capacity
         self.entries: OrderedDict[tuple, bytes] = OrderedDict()
         self.lock = threading.Lock()
+        # The public board of each phase with the database's `DataVersion` it was checked against: while
+        # the version has not moved, nothing on the board can have changed, and no query is needed at all.
+        self.public: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
 
     def get(self, key: tuple) -> bytes | None:
         with self.lock:
@@ -151,24 +155,36 @@ class _BoardCache:
 _boards = _BoardCache()
 
 
+def fresh_public_board(changes: DataVersion, slug: str) -> tuple[int | None, bytes | None]:
+    """(the database's version now, the phase's public board if the database has not changed since it was
+    served, else None). Read the version before the session that would build the board begins."""
+    version = changes()
+    hit = _boards.public.get((changes.scope, slug))
+    return version, (hit[1] if hit is not None and version is not None and hit[0] == version else None)
+
+
+def remember_public_board(changes: DataVersion, slug: str, version: int | None, body: bytes) -> None:
+    """Keep `body` as the public board at `version` (read before the session that built it began: a commit
+    in between moves the version on, and the next request looks the board up again)."""
+    if version is not None:
+        with _boards.lock:
+            _boards.public[(changes.scope, slug)] = (version, body)
+            while len(_boards.public) > _boards.capacity:
+                _boards.public.popitem(last=False)
+
+
 def board_stamp(*, session: Session, phase: Phase, viewer: Team | None) -> tuple:
     """Everything a board's content depends on, cheaply: the phase's shown fields, the datasets, whose rows
     the viewer sees, and its succeeded submissions' count, id sum and last update. Any change to one of those
     submissions (results, moderation, re-run) bumps its `updated_at` (an ORM and Core `onupdate`); a
     submission leaving or joining the set changes the count or the id sum."""
-    count, id_sum, last = session.execute(
-        select(func.count(Submission.id), func.sum(Submission.id), func.max(Submission.updated_at)).where(
-            Submission.phase_id == phase.id, Submission.status == SubmissionStatus.succeeded
-        )
-    ).one()
-    shown = (
-        phase.id,
-        phase.slug,
-        phase.benchmark.slug,
-        phase.tier,
-        phase.results_visibility,
-        phase.published,
-    )
+    benchmark = select(Benchmark.slug).where(Benchmark.id == phase.benchmark_id).scalar_subquery()
+    succeeded = (Submission.phase_id == phase.id, Submission.status == SubmissionStatus.succeeded)
+    count, id_sum, last, benchmark_slug = session.execute(
+        select(func.count(Submission.id), func.sum(Submission.id), func.max(Submission.updated_at), benchmark)
+        .where(*succeeded)
+    ).one()  # fmt: skip
+    shown = (phase.id, phase.slug, benchmark_slug, phase.tier, phase.results_visibility, phase.published)
     who = visible_to(phase, viewer)
     scope = "all" if who is True else "none" if who is False else f"team:{who}"  # True == 1 in a tuple key
     return (*shown, tuple(list_tasks(phase.tasks_path)), scope, count, id_sum, last)

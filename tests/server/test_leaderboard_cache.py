@@ -97,3 +97,25 @@ def test_reads_do_not_wait_for_the_write_lock(stack, pool_dir, pool_ids):
     finally:
         release.set()
         thread.join()
+
+
+def test_unchanged_public_board_is_served_without_a_query(stack, pool_dir, pool_ids):
+    if stack.name != "embedded":
+        pytest.skip("the freshness check without a query is SQLite's data_version")
+    from sqlalchemy import event
+
+    seeded = seed_phase(stack, pool_dir)
+    evaluated(stack, seeded.team_id, pool_ids[:48], "a", {0: 0.6})
+    app = create_app(stack.settings)
+    statements: list[str] = []
+    event.listen(app.state.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with TestClient(app) as client:
+        first = client.get(BOARD).content
+        assert statements  # the first request looked the board up
+        statements.clear()
+        assert client.get(BOARD).content == first and statements == []
+        headers = {"Authorization": f"Bearer {seeded.token}"}  # a token holder's board is looked up each time
+        assert client.get(BOARD, headers=headers).status_code == 200 and statements
+        statements.clear()
+        b = evaluated(stack, seeded.team_id, pool_ids[:96], "b", {0: 0.7})  # another connection commits
+        assert ids_on(client)[0] == b and statements
