@@ -20,6 +20,7 @@ import sys
 SETTINGS = {
     "2 threads, spinning (OpenMP default)": ({}, 2),
     "2 threads, OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+    "2 threads, GOMP_SPINCOUNT=10000": ({"GOMP_SPINCOUNT": "10000"}, 2),
     "1 thread, spinning": ({}, 1),
     "1 thread, OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
 }
@@ -56,7 +57,9 @@ def main() -> int:
     times: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for _ in range(args.rounds):
         for name, (extra, threads) in SETTINGS.items():
-            env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | extra
+            env = {
+                k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+            } | extra
             out = subprocess.run([sys.executable, "-c", CHILD, str(threads), str(args.steps)], cwd=repo, env=env,
                                  capture_output=True, text=True, check=True)  # fmt: skip
             times[name].append(float(out.stdout.strip().splitlines()[-1]))

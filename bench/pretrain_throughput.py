@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (delbench/cli.py); before torch loads
+# On CPU the reference's DataLoader workers share the cores with the training threads; spinning OpenMP threads
+# (torch's default) would starve them and flatter DELBench. Sleeping ones keep the comparison fair
+# (bench/cpu_threads.py). Read when torch loads, hence here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
