@@ -17,17 +17,22 @@ the datasets' sizes in DESIGN.md §1 (the hash split's test share), ImageCLEFmed
 
 from __future__ import annotations
 
-import argparse
-import copy
-import json
 import os
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # what `delbench` runs with (delbench/cli.py); before torch
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -13,9 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
 
-# torch's OpenMP threads sleep rather than spin while they wait: the suite shares its cores with its own servers
-# and workers, and spinning threads then starve each other (bench/cpu_threads.py measured a loaded 2-core machine
-# 4-6x slower with them). Inherited by the suite's subprocesses; read when torch loads, which is after this file.
+# As `delbench` does (delbench/cli.py): torch's OpenMP threads sleep rather than spin while they wait, since the
+# suite shares its cores with its own servers and workers. Read when torch loads, which is after this file.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
