@@ -47,11 +47,12 @@ PRODUCTION = [pytest.mark.postgres, pytest.mark.redis]
 @pytest.mark.parametrize(
     "stack_name, sig",
     [
-        ("embedded", signal.SIGKILL),
         pytest.param("production", signal.SIGKILL, marks=PRODUCTION),
-        ("embedded", signal.SIGQUIT),  # Celery's cold shutdown: what the demo sends its worker on Ctrl-C
+        # Celery's cold shutdown, what the demo sends its worker on Ctrl-C; on the filesystem broker the
+        # message is gone with the worker (test_pipeline covers a lost message on both brokers)
+        ("embedded", signal.SIGQUIT),
     ],
-    ids=["embedded-sigkill", "production-sigkill", "embedded-sigquit"],
+    ids=["production-sigkill", "embedded-sigquit"],
 )
 def test_worker_stopped_mid_pretraining_recovers(request, stack_name, sig, pool_dir, pool_ids, tmp_path):
     stack = stack_for(request, stack_name, tmp_path)
