@@ -1,7 +1,8 @@
-"""A worker killed (SIGKILL) mid-pretraining, or stopped cold (SIGQUIT): a restarted worker finishes the
-submission, and no result is written twice. The database, not the broker, says what is pending: on the filesystem broker the killed
-worker's message is gone for good, and on Redis it sits unacknowledged for the visibility timeout (an hour);
-in both cases the reconciler sees the stale lease and enqueues the stage again."""
+"""A worker killed (SIGKILL) or stopped cold (SIGQUIT) mid-pretraining: a restarted worker finishes the
+submission, and no result is written twice. The database, not the broker, says what is pending. On Redis a
+killed worker's message sits unacknowledged for the visibility timeout (an hour): the reconciler sees the
+stale lease and enqueues the stage again. A cold shutdown hands the stage back at once, and on the filesystem
+broker its message is gone: the reconciler sees a pending stage that no message holds and enqueues it."""
 
 from __future__ import annotations
 
