@@ -1,12 +1,16 @@
 """Engine and sessions for SQLite (the embedded default) and PostgreSQL (production).
 
-SQLite runs in WAL mode and every transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up
-front, so a read-then-write transaction (the quota check) cannot be interleaved with another writer, and the
-busy timeout queues writers instead of failing them. On PostgreSQL the quota check locks the team row.
+SQLite runs in WAL mode and every transaction that may write starts with `BEGIN IMMEDIATE`: it takes the
+write lock up front, so a read-then-write transaction (the quota check) cannot be interleaved with another
+writer, and the busy timeout queues writers instead of failing them. Read-only requests (GET) use a deferred
+`BEGIN` and never write, so readers do not queue behind each other or behind a writer. On PostgreSQL the quota check locks the team row.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+READ_ONLY_OPTION = "delbench_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -37,13 +42,54 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only session (`read_only_bind`) takes no lock: in WAL mode readers run beside the writer.
+        # Taking the write lock for reads too made concurrent GETs queue behind each other, and a starved one
+        # fail with "database is locked" (bench/api.py, 4 clients on the leaderboard).
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
+class DataVersion:
+    """A number that changes whenever the database changes: SQLite's `PRAGMA data_version`, read on a
+    connection of its own, moves on every commit made by any other connection, in any process. A cache can
+    check it in microseconds where a query through a session costs about a millisecond. Calling it returns
+    None where there is no such number (PostgreSQL, an in-memory SQLite): then nothing may be taken as
+    unchanged."""
+
+    def __init__(self, url: str):
+        parsed = make_url(url)
+        sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+        self.path = parsed.database if sqlite_file else None
+        self.lock = threading.Lock()
+        self.connection: sqlite3.Connection | None = None
+        # Values are comparable only when read on the same connection: caches key them by this instance.
+        self.scope = uuid.uuid4().hex
+
+    def __call__(self) -> int | None:
+        if self.path is None:
+            return None
+        with self.lock:
+            if self.connection is None:  # autocommit: no transaction pins an old snapshot
+                self.connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            return self.connection.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self.lock:
+            if self.connection is not None:
+                self.connection.close()
+                self.connection = None
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_bind(engine: Engine) -> Engine:
+    """The same engine (and pool) for sessions that only read: on SQLite their transactions take no lock.
+    Use with `autoflush=False`, so that nothing such a session touches is ever written."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.main import api_router
 from app.api.routes import health
-from app.db import make_engine, make_session_factory
+from app.db import DataVersion, make_engine, make_session_factory
 from app.errors import error_body, install_error_handlers
 from app.models import Phase
 from app.services.phases import pool_at
@@ -65,6 +65,7 @@ async def _lifespan(app: FastAPI):
     ).start()
     yield
     app.state.engine.dispose()
+    app.state.db_version.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.db_version = DataVersion(settings.database_url)  # the public leaderboard's freshness check
     app.state.celery = create_celery(settings)
     install_error_handlers(app)
     app.include_router(health.router)

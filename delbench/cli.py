@@ -7,6 +7,7 @@ the web stack or the database; each subcommand's module builds its own argument 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module with a `main(argv) -> int`, one-line help)
@@ -62,5 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"delbench: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    # torch's CPU thread pool (libgomp) spins while waiting between parallel regions; on cores shared with other
+    # processes (the demo's API and worker, a test run) the spinning threads starve each other: an MAE step on a
+    # loaded 2-core machine measured 4-6x slower than with sleeping threads (docs/performance.md). It must be
+    # set before torch loads; an explicit OMP_WAIT_POLICY wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(name, rest) or 0)

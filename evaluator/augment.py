@@ -7,6 +7,7 @@ another resolution to the tier's.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -18,18 +19,40 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def host_tensor(images: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over a uint8 array, copied only when torch cannot share it.
+
+    Rows read from a memory-mapped store are read-only views; torch warns about (and must not write into)
+    those, so they are copied once here. A gathered batch (fancy indexing) is already a fresh array.
+    """
+    if not (images.flags.writeable and images.flags.c_contiguous):
+        images = np.array(images, order="C")
+    return torch.from_numpy(images)
+
+
+@functools.cache
+def _stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Built once per device: a new tensor from Python floats each step is a blocking host-to-device copy on CUDA.
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
 def to_model_input(
     images: np.ndarray | torch.Tensor, device: torch.device | str, size: int | None = None
 ) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> normalized float [N, 3, size, size] on `device` (bilinear resize if needed)."""
-    x = torch.as_tensor(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    """uint8 [N, H, W, 3] -> normalized float [N, 3, size, size] on `device` (bilinear resize if needed).
+
+    A tensor already on `device` (from `evaluator.feed.device_batches`) is used as is; an array is copied.
+    """
+    x = images if isinstance(images, torch.Tensor) else host_tensor(images)
+    x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     if size is not None and x.shape[-1] != size:
         x = F.interpolate(
             x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size
         )
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    mean, std = _stats(x.device)
     return (x - mean) / std
 
 

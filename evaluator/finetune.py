@@ -6,12 +6,15 @@ selection on test data). mIoU comes from the confusion matrix accumulated over t
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from evaluator.augment import random_flips, to_model_input
+from evaluator.feed import device_batches
 from evaluator.mae import ViTEncoder
 from evaluator.metrics import miou_from_confusion
 from evaluator.pretrain import ProgressFn, autocast_for, build_optimizer, param_groups, set_lr
@@ -76,22 +79,25 @@ def finetune(
     stream = SampleStream(len(train.images), cfg.batch_size, task_seed)
     mask_size = train.masks.shape[-1]
     stage = f"finetune/{task.name}"
+    rows = [np.sort(stream.batch(step)) for step in range(cfg.steps)]
+    images = device_batches(train.images, rows, batch_size=cfg.batch_size, device=device)
+    masks = device_batches(train.masks, rows, batch_size=cfg.batch_size, device=device)
     model.train()
-    for step in range(cfg.steps):
-        set_lr(optimizer, lr_at(step, cfg.steps, cfg.lr, warmup))
-        rows = np.sort(stream.batch(step))
-        generator = torch.Generator(device=device).manual_seed(derived_seed(task_seed, step))
-        x = to_model_input(train.images[rows], device, tier.resolution)
-        y = torch.as_tensor(np.asarray(train.masks[rows]), device=device).long()
-        x, y = random_flips(x, y, generator)
-        with autocast_for(tier, device):
-            logits = model(x, mask_size)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if progress:
-            progress(stage, step + 1, cfg.steps)
+    with contextlib.closing(images), contextlib.closing(masks):
+        for step, image_batch, mask_batch in zip(range(cfg.steps), images, masks, strict=True):
+            set_lr(optimizer, lr_at(step, cfg.steps, cfg.lr, warmup))
+            generator = torch.Generator(device=device).manual_seed(derived_seed(task_seed, step))
+            x = to_model_input(image_batch, device, tier.resolution)
+            y = mask_batch.long()
+            x, y = random_flips(x, y, generator)
+            with autocast_for(tier, device):
+                logits = model(x, mask_size)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if progress:
+                progress(stage, step + 1, cfg.steps)
     confusion = confusion_on(model, task, tier, device)
     return {"miou": miou_from_confusion(confusion), "confusion": confusion.tolist()}
 
@@ -103,11 +109,15 @@ def confusion_on(model: SegmentationModel, task: Task, tier: Tier, device: torch
     test = task.test
     mask_size = test.masks.shape[-1]
     cm = torch.zeros(NUM_CLASSES * NUM_CLASSES, dtype=torch.long, device=device)
-    for start in range(0, len(test.images), tier.finetune.eval_batch_size):
-        end = start + tier.finetune.eval_batch_size
-        x = to_model_input(test.images[start:end], device, tier.resolution)
-        y = torch.as_tensor(np.asarray(test.masks[start:end]), device=device).long()
-        with autocast_for(tier, device):
-            pred = model(x, mask_size).argmax(1)
-        cm += torch.bincount((y * NUM_CLASSES + pred).flatten(), minlength=NUM_CLASSES * NUM_CLASSES)
+    size = tier.finetune.eval_batch_size
+    rows = [np.arange(a, min(a + size, len(test.images))) for a in range(0, len(test.images), size)]
+    images = device_batches(test.images, rows, batch_size=size, device=device)
+    masks = device_batches(test.masks, rows, batch_size=size, device=device)
+    with contextlib.closing(images), contextlib.closing(masks):
+        for image_batch, mask_batch in zip(images, masks, strict=True):
+            x = to_model_input(image_batch, device, tier.resolution)
+            y = mask_batch.long()
+            with autocast_for(tier, device):
+                pred = model(x, mask_size).argmax(1)
+            cm += torch.bincount((y * NUM_CLASSES + pred).flatten(), minlength=NUM_CLASSES * NUM_CLASSES)
     return cm.view(NUM_CLASSES, NUM_CLASSES).cpu().numpy()

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from evaluator.augment import random_resized_crop_flip, to_model_input
-from evaluator.mae import MaskedAutoencoder, build_mae
+from evaluator.feed import device_batches
+from evaluator.mae import MaskedAutoencoder, build_mae, compile_blocks
 from evaluator.schedule import SampleStream, derived_seed, lr_at
 from evaluator.tier import Tier
 
@@ -71,6 +72,30 @@ def _save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def mae_step(
+    model: MaskedAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    tier: Tier,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """One optimizer step on a uint8 batch [N, H, W, 3] already on the device; returns the loss (no host sync).
+
+    All randomness comes from `generator`, in a fixed order: crops and flips, then the masking noise. The noise
+    is drawn here rather than inside the model so that a compiled model sees plain tensors, not a generator.
+    """
+    cfg = tier.pretrain
+    x = to_model_input(batch, batch.device)
+    x = random_resized_crop_flip(x, tier.resolution, cfg.crop_scale, generator)
+    noise = torch.rand(x.shape[0], model.encoder.grid**2, device=x.device, generator=generator)
+    with autocast_for(tier, x.device):
+        loss, _, _, _ = model(x, cfg.mask_ratio, noise=noise)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def pretrain(
     *,
     images: np.ndarray,
@@ -80,11 +105,14 @@ def pretrain(
     device: torch.device,
     work_dir: Path,
     progress: ProgressFn | None = None,
+    log_every: int | None = None,
 ) -> tuple[MaskedAutoencoder, list[tuple[int, float]]]:
     """Pretrain an MAE on `images[indices]` for the tier's budget; returns the model and its loss curve.
 
     `images` is the pool's uint8 [N, H, W, 3] array (memory-mapped); only the selected rows are read.
     `work_dir/checkpoint.pt` is written every `checkpoint_every` steps and resumed from if present.
+    The loss curve holds the mean loss of every `log_every` steps (default: 100 points over the run); it is
+    the only place the loop reads a value back from the device, so on a GPU the host runs ahead freely.
     """
     cfg = tier.pretrain
     total = cfg.steps
@@ -98,42 +126,38 @@ def pretrain(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, curve = state["step"], [tuple(p) for p in state["loss_curve"]]
+    if tier.compile and device.type == "cuda":
+        compile_blocks(model)
 
     stream = SampleStream(len(indices), cfg.batch_size, derived_seed(seed, "pretrain-order"))
-    log_every = max(1, total // 100)
+    # Sorted rows: the memory-mapped store is read in file order (the protocol's batches are sets).
+    row_batches = (np.sort(indices[stream.batch(step)]) for step in range(start, total))
+    log_every = log_every or max(1, total // 100)
     window_sum, window_n = torch.zeros((), device=device), 0
     model.train()
-    for step in range(start, total):
-        set_lr(optimizer, lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr))
-        rows = indices[stream.batch(step)]
-        generator = torch.Generator(device=device).manual_seed(derived_seed(seed, "pretrain-step", step))
-        x = to_model_input(images[np.sort(rows)], device)
-        x = random_resized_crop_flip(x, tier.resolution, cfg.crop_scale, generator)
-        with autocast_for(tier, device):
-            loss, _, _, _ = model(x, cfg.mask_ratio, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        window_sum += loss.detach()
-        window_n += 1
-        done = step + 1
-        if done % log_every == 0 or done == total:
-            mean = float(window_sum) / window_n
-            if not np.isfinite(mean):
-                raise DivergedError(f"pretraining diverged at step {done}: loss {mean}")
-            curve.append((done, mean))
-            window_sum.zero_()
-            window_n = 0
-        if done % cfg.checkpoint_every == 0 and done < total:
-            _save_atomic(
-                {
+    batches = device_batches(images, row_batches, batch_size=cfg.batch_size, device=device)
+    with contextlib.closing(batches):
+        for step, batch in zip(range(start, total), batches, strict=True):
+            set_lr(optimizer, lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr))
+            generator = torch.Generator(device=device).manual_seed(derived_seed(seed, "pretrain-step", step))
+            window_sum += mae_step(model, optimizer, batch, tier, generator)
+            window_n += 1
+            done = step + 1
+            if done % log_every == 0 or done == total:
+                mean = float(window_sum) / window_n
+                if not np.isfinite(mean):
+                    raise DivergedError(f"pretraining diverged at step {done}: loss {mean}")
+                curve.append((done, mean))
+                window_sum.zero_()
+                window_n = 0
+            if done % cfg.checkpoint_every == 0 and done < total:
+                state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "step": done,
                     "loss_curve": curve,
-                },
-                ckpt_path,
-            )
-        if progress:
-            progress("pretrain", done, total)
+                }
+                _save_atomic(state, ckpt_path)
+            if progress:
+                progress("pretrain", done, total)
     return model, curve

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,25 +80,24 @@ def parse_selection(data: bytes, *, max_bytes: int | None = None) -> Selection:
     if stripped.startswith("["):
         selection = _parse_json(text)
     else:
-        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        lines = text.splitlines()
+        first = next((s for s in (ln.strip() for ln in lines) if s), "")
         header = [c.strip().strip('"').lower() for c in first.split(",")]
         if "id" in header:
             selection = _parse_csv(text)
         else:
-            selection = _parse_lines(text)
+            selection = _parse_lines(lines)
     if not selection.ids:
         raise SelectionError("empty", "selection is empty: it names no sample ID")
     return selection
 
 
-def _parse_lines(text: str) -> Selection:
-    ids, lines = [], []
-    for line_no, raw in enumerate(text.splitlines(), 1):
-        sample_id = raw.strip()
-        if sample_id:
-            ids.append(sample_id)
-            lines.append(line_no)
-    return Selection(ids, lines, "lines")
+def _parse_lines(lines: list[str]) -> Selection:
+    ids = [raw.strip() for raw in lines]
+    if all(ids):  # no blank line (the usual file): the k-th ID is on line k
+        return Selection(ids, list(range(1, len(ids) + 1)), "lines")
+    kept = [(line_no, sample_id) for line_no, sample_id in enumerate(ids, 1) if sample_id]
+    return Selection([sample_id for _, sample_id in kept], [line_no for line_no, _ in kept], "lines")
 
 
 def _parse_json(text: str) -> Selection:
@@ -141,13 +141,13 @@ def resolve_selection(
     """Map IDs to pool positions; refuse unknown and duplicate IDs, naming the first offender's line."""
     ids = selection.ids
     pool_size = len(index_of) if pool_size is None else pool_size
-    unknown = (
-        set(ids).difference(index_of.keys())
-        if len(ids) < len(index_of)
-        else {i for i in ids if i not in index_of}
-    )
-    if unknown:
-        pos = next(k for k, sample_id in enumerate(ids) if sample_id in unknown)
+    # One pass of C-level lookups (-1: unknown); measured 3x faster on 1M IDs than a set difference followed
+    # by a second pass to look the positions up (docs/performance.md).
+    indices = np.fromiter(map(index_of.get, ids, itertools.repeat(-1)), dtype=np.int64, count=len(ids))
+    missing = np.flatnonzero(indices < 0)
+    if len(missing):
+        pos = int(missing[0])
+        unknown = {ids[k] for k in missing}
         more = f" (and {len(unknown) - 1:,} more unknown)" if len(unknown) > 1 else ""
         raise SelectionError(
             "unknown_id",
@@ -155,8 +155,8 @@ def resolve_selection(
             line=selection.lines[pos],
             sample_id=ids[pos],
         )
-    indices = np.fromiter((index_of[i] for i in ids), dtype=np.int64, count=len(ids))
-    if len(np.unique(indices)) != len(indices):
+    # Positions are small non-negative integers: counting them is linear (np.unique sorts or hashes).
+    if len(indices) and np.bincount(indices).max() > 1:
         first_line: dict[str, int] = {}
         for sample_id, line in zip(ids, selection.lines, strict=False):
             if sample_id in first_line:

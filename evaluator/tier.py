@@ -75,6 +75,8 @@ class Tier:
     precision: str  # "fp32" or "bf16" (autocast on CUDA)
     seed: int
     hash: str
+    # torch.compile the transformer blocks on CUDA (evaluator.mae.compile_blocks); CPU runs stay eager.
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict) -> Tier:
@@ -92,7 +94,12 @@ class Tier:
             precision=raw.get("precision", "fp32"),
             seed=int(raw.get("seed", 0)),
             hash=tier_hash(raw),
+            compile=raw.get("compile", False),
         )
+        if tier.precision not in ("fp32", "bf16"):
+            raise ValueError(f"tier {tier.name}: precision must be fp32 or bf16, not {tier.precision!r}")
+        if not isinstance(tier.compile, bool):
+            raise ValueError(f"tier {tier.name}: compile must be true or false")
         if tier.pretrain.samples_seen % tier.pretrain.batch_size:
             raise ValueError(f"tier {tier.name}: samples_seen must be a multiple of batch_size")
         if tier.resolution % tier.model.patch_size:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
+
+# As the CLI does (delbench/cli.py): torch's OpenMP threads sleep rather than spin while they wait, since the
+# suite shares its cores with its own servers and workers. Read when torch loads, which is after this file.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

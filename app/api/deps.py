@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.db import read_only_bind
 from app.errors import ApiError
 from app.models import Team
 from app.services.teams import authenticate
@@ -23,9 +24,17 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def open_session(app: FastAPI, *, read_only: bool) -> Session:
+    """A read-only session takes no lock on SQLite and flushes nothing (a token's last-used time included)."""
+    if read_only:
+        return app.state.session_factory(bind=read_only_bind(app.state.engine), autoflush=False)
+    return app.state.session_factory()
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; routes that write commit it themselves (then enqueue)."""
-    with request.app.state.session_factory() as session:
+    """One session per request; routes that write commit it themselves (then enqueue). GET and HEAD requests
+    only read."""
+    with open_session(request.app, read_only=request.method in ("GET", "HEAD")) as session:
         yield session
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 
-from sqlalchemy import select
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.models import Phase, Result, Submission, SubmissionStatus, Team
+from app.db import DataVersion
+from app.models import Benchmark, Phase, Result, Submission, SubmissionStatus, Team
 from app.schemas import DatasetScore, Leaderboard, LeaderboardRow, Scores
 from app.services.phases import pool_for
 from evaluator.store import list_tasks
@@ -120,6 +123,83 @@ def leaderboard(*, session: Session, phase: Phase, viewer: Team | None) -> Leade
             for rank, (s, sub) in enumerate(rows, 1)
         ],
     )
+
+
+class _BoardCache:
+    """Boards as served JSON bytes, by `board_stamp`. Building a 1,000-row board (ORM rows, scores, the
+    response model's validation and encoding) took ~0.5 s of CPU a request, ~2 requests/s on 2 cores; a hit
+    costs two small queries (bench/api.py, docs/performance.md)."""
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self.entries: OrderedDict[tuple, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+        # The public board of each phase with the database's `DataVersion` it was checked against: while
+        # the version has not moved, nothing on the board can have changed, and no query is needed at all.
+        self.public: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
+
+    def get(self, key: tuple) -> bytes | None:
+        with self.lock:
+            body = self.entries.get(key)
+            if body is not None:
+                self.entries.move_to_end(key)
+            return body
+
+    def put(self, key: tuple, body: bytes) -> None:
+        with self.lock:
+            self.entries[key] = body
+            while len(self.entries) > self.capacity:
+                self.entries.popitem(last=False)
+
+
+_boards = _BoardCache()
+
+
+def fresh_public_board(changes: DataVersion, slug: str) -> tuple[int | None, bytes | None]:
+    """(the database's version now, the phase's public board if the database has not changed since it was
+    served, else None). Read the version before the session that would build the board begins."""
+    version = changes()
+    hit = _boards.public.get((changes.scope, slug))
+    return version, (hit[1] if hit is not None and version is not None and hit[0] == version else None)
+
+
+def remember_public_board(changes: DataVersion, slug: str, version: int | None, body: bytes) -> None:
+    """Keep `body` as the public board at `version` (read before the session that built it began: a commit
+    in between moves the version on, and the next request looks the board up again)."""
+    if version is not None:
+        with _boards.lock:
+            _boards.public[(changes.scope, slug)] = (version, body)
+            while len(_boards.public) > _boards.capacity:
+                _boards.public.popitem(last=False)
+
+
+def board_stamp(*, session: Session, phase: Phase, viewer: Team | None) -> tuple:
+    """Everything a board's content depends on, cheaply: the phase's shown fields, the datasets, whose rows
+    the viewer sees, and its succeeded submissions' count, id sum and last update. Any change to one of those
+    submissions (results, moderation, re-run) bumps its `updated_at` (an ORM and Core `onupdate`); a
+    submission leaving or joining the set changes the count or the id sum."""
+    benchmark = select(Benchmark.slug).where(Benchmark.id == phase.benchmark_id).scalar_subquery()
+    succeeded = (Submission.phase_id == phase.id, Submission.status == SubmissionStatus.succeeded)
+    count, id_sum, last, benchmark_slug = session.execute(
+        select(func.count(Submission.id), func.sum(Submission.id), func.max(Submission.updated_at), benchmark)
+        .where(*succeeded)
+    ).one()  # fmt: skip
+    shown = (phase.id, phase.slug, benchmark_slug, phase.tier, phase.results_visibility, phase.published)
+    who = visible_to(phase, viewer)
+    scope = "all" if who is True else "none" if who is False else f"team:{who}"  # True == 1 in a tuple key
+    return (*shown, tuple(list_tasks(phase.tasks_path)), scope, count, id_sum, last)
+
+
+def leaderboard_json(*, session: Session, phase: Phase, viewer: Team | None) -> bytes:
+    """The board as the JSON route serves it (the bytes FastAPI would render from `Leaderboard`), rebuilt only
+    when its `board_stamp` changes. Stamp and board are read in the request's one transaction."""
+    key = board_stamp(session=session, phase=phase, viewer=viewer)
+    body = _boards.get(key)
+    if body is None:
+        board = leaderboard(session=session, phase=phase, viewer=viewer)
+        body = JSONResponse(board.model_dump(mode="json")).body
+        _boards.put(key, body)
+    return body
 
 
 def phase_pool_size(phase: Phase) -> int:
