@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (delbench/cli.py); before torch loads
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # what `delbench` runs with (delbench/cli.py); before torch
 
 import argparse  # noqa: E402
 import copy  # noqa: E402

@@ -68,5 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     # loaded 2-core machine measured 4-6x slower than with sleeping threads (docs/performance.md). It must be
     # set before torch loads; an explicit OMP_WAIT_POLICY wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # torch's CPU thread pool (libgomp) spins while its threads wait. On a quiet machine that is 1.4x faster
+    # than sleeping; on cores shared with other work (the demo's API and worker, a test run, a laptop) the
+    # spinning threads starve each other and a synth-tiny step ran 5-18x slower (bench/cpu_threads.py,
+    # docs/performance.md). Sleeping threads are the robust default; OMP_WAIT_POLICY=ACTIVE restores spinning
+    # on a dedicated machine. It must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(name, rest) or 0)

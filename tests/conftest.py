@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
 
-# As the CLI does (delbench/cli.py): torch's OpenMP threads sleep rather than spin while they wait, since the
+# As `delbench` does (delbench/cli.py): torch's OpenMP threads sleep rather than spin while they wait, since the
 # suite shares its cores with its own servers and workers. Read when torch loads, which is after this file.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
