@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# the package folders too: an editable install maps the top-level packages that existed when it ran
+$(VENV)/.installed: pyproject.toml constraints.txt app/__init__.py worker/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0

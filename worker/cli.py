@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import socket
 
 from app.settings import get_settings
@@ -28,6 +30,7 @@ def main(command: str, argv: list[str]) -> int:
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_celery(get_settings())
     app.set_current()

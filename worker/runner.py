@@ -19,6 +19,8 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Task
+from celery.signals import worker_shutting_down
+from celery.worker import state as worker_state
 from sqlalchemy import update
 
 from app.models import EvaluationStage, Submission, WorkerHeartbeat
@@ -35,6 +37,22 @@ TRANSIENT = (
     redis.exceptions.ConnectionError,
     ConnectionError,
 )
+
+
+# Set by Celery's `worker_shutting_down` signal. A cold shutdown (SIGQUIT, the demo's Ctrl-C) interrupts the
+# running task with whatever exception the pool raises: that is the worker stopping, not the stage failing.
+SHUTTING_DOWN = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_kwargs) -> None:
+    SHUTTING_DOWN.set()
+
+
+def _shutting_down() -> bool:
+    # A cold shutdown cancels the running task (raising in it) before the signal above is sent, but after
+    # Celery's state says the worker is terminating.
+    return SHUTTING_DOWN.is_set() or worker_state.should_terminate is not None
 
 
 class NotReady(Exception):
@@ -193,7 +211,13 @@ def run_stage(
             raise _retry(task, rt, exc, label) from None
         _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
         return None
-    except Exception as exc:
+    except BaseException as exc:
+        if _shutting_down() or not isinstance(exc, Exception):
+            _release(rt, ctx_fields["stage_id"], task_id)  # the next worker takes it up (from its checkpoint)
+            log.warning(
+                "%s: interrupted by the worker's shutdown (%s); stage handed back", label, type(exc).__name__
+            )
+            raise
         _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
         return None
     finally:
