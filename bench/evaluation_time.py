@@ -196,6 +196,12 @@ def main() -> int:
         target = TARGETS_S.get(tier.name)
         verdict = f"; target < {target:,} s: {'met' if total < target else 'NOT met'}" if target else ""
         print(f"  total     {total:,.0f} s = {total / 3600:.2f} h{verdict}", flush=True)
+        graphed = measured.get(f"{tier.name}+graph")
+        if graphed:  # the throughput bench also measured the tier with `cuda_graph` on
+            pre_g = tier.pretrain.steps * graphed[0]
+            total_g = total - parts[0][2] + pre_g
+            print(f"  with the step as one CUDA graph (cuda_graph: true): pretrain {tier.pretrain.steps:,} steps x "
+                  f"{graphed[0]:.5f} s/step = {pre_g:,.0f} s; total {total_g:,.0f} s = {total_g / 3600:.2f} h")  # fmt: skip
 
         if args.full and tier.name == "synth-tiny":
             print(

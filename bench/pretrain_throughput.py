@@ -83,6 +83,12 @@ def mae_flops(tier: Tier) -> dict[str, float]:
     return parts
 
 
+def with_fields(tier: Tier, **fields) -> Tier:
+    raw = copy.deepcopy(tier.to_dict())
+    raw.update(fields)
+    return Tier.from_dict(raw)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -269,27 +275,35 @@ def main() -> int:
                 f"{flops['decoder'] / 1e9:.2f}); {warmup} warm-up + {rounds} x {steps} steps each",
                 flush=True,
             )
-            work = Path(tmp) / tier.name
-            work.mkdir()
-            r = bench_tier(tier, store, blobs, device, warmup, steps, rounds, args.workers, work)
-            r["train_flops_per_image"] = flops["train"]
-            for side in ("delbench", "reference"):
-                r[side]["mfu"] = r[side]["images_per_s"] * flops["train"] / peak
-            r["ratio"] = r["delbench"]["images_per_s"] / r["reference"]["images_per_s"]
-            results.append(r)
-            print_case(r)
+            variants = [("", tier)]
+            if device.type == "cuda" and not args.no_graph and not tier.cuda_graph:
+                variants.append(("+graph", with_fields(tier, cuda_graph=True)))
+            for suffix, variant in variants:
+                label = tier.name + suffix
+                if suffix:
+                    print(f"-- {label}: the same tier with the step replayed as one CUDA graph", flush=True)
+                work = Path(tmp) / label
+                work.mkdir()
+                r = bench_tier(variant, store, blobs, device, warmup, steps, rounds, args.workers, work)
+                r["tier"], r["cuda_graph"] = label, variant.cuda_graph
+                r["train_flops_per_image"] = flops["train"]
+                for side in ("delbench", "reference"):
+                    r[side]["mfu"] = r[side]["images_per_s"] * flops["train"] / peak
+                r["ratio"] = r["delbench"]["images_per_s"] / r["reference"]["images_per_s"]
+                results.append(r)
+                print_case(r)
             if device.type == "cuda":
                 torch.compiler.reset()
                 torch.cuda.empty_cache()
 
     print("\n== summary (images/s: median over rounds; MFU against the measured matmul peak)")
     print(
-        f"{'tier':<12} {'batch':>5} {'DELBench img/s':>15} {'MFU':>6} {'reference img/s':>16} {'MFU':>6} {'ratio':>6}"
+        f"{'tier':<18} {'batch':>5} {'DELBench img/s':>15} {'MFU':>6} {'reference img/s':>16} {'MFU':>6} {'ratio':>6}"
     )
     for r in results:
         d, ref = r["delbench"], r["reference"]
         print(
-            f"{r['tier']:<12} {r['batch']:>5} {d['images_per_s']:>15,.1f} {d['mfu']:>6.1%} "
+            f"{r['tier']:<18} {r['batch']:>5} {d['images_per_s']:>15,.1f} {d['mfu']:>6.1%} "
             f"{ref['images_per_s']:>16,.1f} {ref['mfu']:>6.1%} {r['ratio']:>5.2f}x"
         )
     print(f"device: {name}; total wall time {time.perf_counter() - started:.0f} s")

@@ -60,13 +60,19 @@ def random_resized_crop_flip(
     x: torch.Tensor,
     size: int,
     scale: tuple[float, float],
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """MAE's RandomResizedCrop + horizontal flip, per sample, as one batched grid sample. x: [N, C, H, W]."""
+    """MAE's RandomResizedCrop + horizontal flip, per sample, as one batched grid sample. x: [N, C, H, W].
+
+    `u` [N, 5] (uniform in [0, 1)): the draws deciding area, aspect, position and flip; from `generator` if
+    not given (a CUDA graph passes them in, drawn outside it).
+    """
     n = x.shape[0]
     dev = x.device
-    u = torch.rand(n, 5, device=dev, generator=generator)
+    if u is None:
+        u = torch.rand(n, 5, device=dev, generator=generator)
     area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
     aspect = torch.exp(log_r)

@@ -8,6 +8,7 @@ checkpoint holds model, optimizer and step, so a resumed run continues exactly a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +52,10 @@ def build_optimizer(groups: list[dict], lr: float, betas, device: torch.device) 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr * group["lr_scale"])  # read on the device by a captured step (cuda_graph.py)
+        else:
+            group["lr"] = lr * group["lr_scale"]
 
 
 def autocast_for(tier: Tier, device: torch.device):
@@ -72,6 +76,36 @@ def _save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def step_randoms(
+    batch_size: int, patches: int, device: torch.device, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A step's random draws, in the protocol's order: crops and flips [N, 5], then masking noise [N, L]."""
+    crops = torch.rand(batch_size, 5, device=device, generator=generator)
+    return crops, torch.rand(batch_size, patches, device=device, generator=generator)
+
+
+def mae_update(
+    model: MaskedAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    crops: torch.Tensor,
+    noise: torch.Tensor,
+    tier: Tier,
+    autocast=None,
+) -> torch.Tensor:
+    """Forward, backward and optimizer step on a uint8 batch [N, H, W, 3] on the device, given the step's
+    random draws; returns the loss. No host sync and no random generator: a CUDA graph can capture it."""
+    cfg = tier.pretrain
+    x = to_model_input(batch, batch.device)
+    x = random_resized_crop_flip(x, tier.resolution, cfg.crop_scale, None, u=crops)
+    with autocast if autocast is not None else autocast_for(tier, x.device):
+        loss, _, _, _ = model(x, cfg.mask_ratio, noise=noise)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def mae_step(
     model: MaskedAutoencoder,
     optimizer: torch.optim.Optimizer,
@@ -81,19 +115,11 @@ def mae_step(
 ) -> torch.Tensor:
     """One optimizer step on a uint8 batch [N, H, W, 3] already on the device; returns the loss (no host sync).
 
-    All randomness comes from `generator`, in a fixed order: crops and flips, then the masking noise. The noise
-    is drawn here rather than inside the model so that a compiled model sees plain tensors, not a generator.
+    All randomness comes from `generator` (`step_randoms`), drawn before the step rather than inside the
+    model, so that compiled blocks and CUDA graphs see plain tensors, not a generator.
     """
-    cfg = tier.pretrain
-    x = to_model_input(batch, batch.device)
-    x = random_resized_crop_flip(x, tier.resolution, cfg.crop_scale, generator)
-    noise = torch.rand(x.shape[0], model.encoder.grid**2, device=x.device, generator=generator)
-    with autocast_for(tier, x.device):
-        loss, _, _, _ = model(x, cfg.mask_ratio, noise=noise)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
+    crops, noise = step_randoms(len(batch), model.encoder.grid**2, batch.device, generator)
+    return mae_update(model, optimizer, batch, crops, noise, tier)
 
 
 def pretrain(
@@ -128,6 +154,12 @@ def pretrain(
         start, curve = state["step"], [tuple(p) for p in state["loss_curve"]]
     if tier.compile and device.type == "cuda":
         compile_blocks(model)
+    step_fn = functools.partial(mae_step, model, optimizer, tier=tier)
+    if tier.cuda_graph and device.type == "cuda":
+        from evaluator.cuda_graph import GraphedMAEStep, capturable_optimizer
+
+        capturable_optimizer(optimizer, device)
+        step_fn = GraphedMAEStep(model, optimizer, tier, device)
 
     stream = SampleStream(len(indices), cfg.batch_size, derived_seed(seed, "pretrain-order"))
     # Sorted rows: the memory-mapped store is read in file order (the protocol's batches are sets).
@@ -140,7 +172,7 @@ def pretrain(
         for step, batch in zip(range(start, total), batches, strict=True):
             set_lr(optimizer, lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr))
             generator = torch.Generator(device=device).manual_seed(derived_seed(seed, "pretrain-step", step))
-            window_sum += mae_step(model, optimizer, batch, tier, generator)
+            window_sum += step_fn(batch, generator=generator)
             window_n += 1
             done = step + 1
             if done % log_every == 0 or done == total:

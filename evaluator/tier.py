@@ -77,6 +77,8 @@ class Tier:
     hash: str
     # torch.compile the transformer blocks on CUDA (evaluator.mae.compile_blocks); CPU runs stay eager.
     compile: bool = False
+    # replay each pretraining step as one CUDA graph (evaluator.cuda_graph); ignored on CPU.
+    cuda_graph: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict) -> Tier:
@@ -95,11 +97,12 @@ class Tier:
             seed=int(raw.get("seed", 0)),
             hash=tier_hash(raw),
             compile=raw.get("compile", False),
+            cuda_graph=raw.get("cuda_graph", False),
         )
         if tier.precision not in ("fp32", "bf16"):
             raise ValueError(f"tier {tier.name}: precision must be fp32 or bf16, not {tier.precision!r}")
-        if not isinstance(tier.compile, bool):
-            raise ValueError(f"tier {tier.name}: compile must be true or false")
+        if not isinstance(tier.compile, bool) or not isinstance(tier.cuda_graph, bool):
+            raise ValueError(f"tier {tier.name}: compile and cuda_graph must be true or false")
         if tier.pretrain.samples_seen % tier.pretrain.batch_size:
             raise ValueError(f"tier {tier.name}: samples_seen must be a multiple of batch_size")
         if tier.resolution % tier.model.patch_size:
