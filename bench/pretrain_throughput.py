@@ -56,7 +56,7 @@ from evaluator.tier import Tier, load_tier  # noqa: E402
 
 # (tier, warm-up steps, timed steps per round) by device; --steps / --warmup override.
 CASES = {
-    "cuda": [("paper", 30, 100), ("paper-fast", 10, 20)],
+    "cuda": [("paper", 20, 50), ("paper-fast", 8, 15)],
     "cpu": [("synth-tiny", 3, 8)],
 }
 
