@@ -1,6 +1,7 @@
 """How torch's CPU threads wait, side by side: the synth-tiny MAE step under OpenMP settings, one process each.
 
-    .venv/bin/python bench/cpu_threads.py              # 3 rounds of the four settings, interleaved
+    .venv/bin/python bench/cpu_threads.py              # 3 rounds of the settings, interleaved
+    .venv/bin/python bench/cpu_threads.py --busy 2     # the same with 2 busy processes sharing the cores
 
 torch's CPU thread pool (libgomp) spins while its threads wait between parallel regions. On cores that other
 processes also use, spinning threads take turns with the work they wait for; `OMP_WAIT_POLICY=PASSIVE` makes
@@ -51,9 +52,23 @@ def main() -> int:
     parser.add_argument(
         "--steps", type=int, default=10, help="timed steps per process (after 2 warm-up steps)"
     )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="busy-looping processes to run meanwhile (contention)"
+    )
     args = parser.parse_args()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        return measure(args)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+
+
+def measure(args) -> int:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; synth-tiny MAE step, batch 64")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {args.busy} busy processes started; "
+          "synth-tiny MAE step, batch 64")  # fmt: skip
     times: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for _ in range(args.rounds):
         for name, (extra, threads) in SETTINGS.items():

@@ -63,14 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"delbench: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    # torch's CPU thread pool (libgomp) spins while waiting between parallel regions; on cores shared with other
-    # processes (the demo's API and worker, a test run) the spinning threads starve each other: an MAE step on a
-    # loaded 2-core machine measured 4-6x slower than with sleeping threads (docs/performance.md). It must be
-    # set before torch loads; an explicit OMP_WAIT_POLICY wins.
+    # torch's CPU thread pool (libgomp) spins while its threads wait. On a quiet 2-core machine that is 1.4x
+    # faster than sleeping; on cores shared with other work (the demo's API and worker, a test run, a laptop)
+    # the spinning threads starve each other: a synth-tiny step ran 4.4x slower with 4 busy processes, 18x
+    # slower under this machine's other load (bench/cpu_threads.py, docs/performance.md). Sleeping threads are
+    # the robust default; OMP_WAIT_POLICY=ACTIVE restores spinning on a dedicated machine. Set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # torch's CPU thread pool (libgomp) spins while its threads wait. On a quiet machine that is 1.4x faster
     # than sleeping; on cores shared with other work (the demo's API and worker, a test run, a laptop) the
-    # spinning threads starve each other and a synth-tiny step ran 5-18x slower (bench/cpu_threads.py,
+    # spinning threads starve each other: with 4 busy processes on 2 cores a synth-tiny step ran 4.4x slower (bench/cpu_threads.py --busy 4,
     # docs/performance.md). Sleeping threads are the robust default; OMP_WAIT_POLICY=ACTIVE restores spinning
     # on a dedicated machine. It must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
