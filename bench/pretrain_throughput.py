@@ -244,7 +244,7 @@ def main() -> int:
         f"device: {name}; torch {torch.__version__}; {os.cpu_count()} CPUs; reference DataLoader workers: {args.workers}"
     )
     peak, peak_what = matmul_peak(device)
-    print(f"measured matmul peak ({peak_what}): {peak / 1e12:.1f} TFLOP/s", flush=True)
+    print(f"measured matmul peak ({peak_what}): {peak / 1e12:.3f} TFLOP/s", flush=True)
 
     results = []
     with tempfile.TemporaryDirectory(prefix="delbench-bench-") as tmp:
