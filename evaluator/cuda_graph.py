@@ -2,7 +2,8 @@
 
 At the paper's batch of 16 a step's arithmetic (16 x 58.7 GFLOP) takes about 1.2 ms at an H100's measured
 peak, yet the first H100 run measured 32 ms a step (docs/performance.md): the host, launching kernel after
-kernel from Python, sets the pace. Replaying a captured graph launches the whole step at once. This follows PyTorch's whole-network capture recipe:
+kernel from Python, sets the pace. Replaying a captured graph launches the whole step at once. This follows
+PyTorch's whole-network capture recipe:
 
 - static inputs: the uint8 batch, the crop draws and the masking noise are copied or drawn into tensors the
   graph reads (the draws come from the step's seeded generator, in the protocol's order, outside the graph);
