@@ -3,11 +3,12 @@
     .venv/bin/python bench/cpu_threads.py              # 3 rounds of the settings, interleaved
     .venv/bin/python bench/cpu_threads.py --busy 2     # the same with 2 busy processes sharing the cores
 
-torch's CPU thread pool (libgomp) spins while its threads wait between parallel regions. On cores that other
-processes also use, spinning threads take turns with the work they wait for; `OMP_WAIT_POLICY=PASSIVE` makes
-them sleep instead. The policy is read when torch loads, so each setting runs in a fresh process; rounds
-alternate between settings so that the machine's load falls on all of them alike. The `delbench` command and
-the test suite set PASSIVE unless OMP_WAIT_POLICY is already set. Numbers are unchanged by the setting.
+torch's CPU thread pool (libgomp) spins while its threads wait. On cores that other processes also use,
+spinning threads take turns with the work they wait for; `OMP_WAIT_POLICY=PASSIVE` makes them sleep at once,
+which costs time on free cores; `GOMP_SPINCOUNT=10000` spins briefly, then sleeps. The policy is read when
+torch loads, so each setting runs in a fresh process; rounds alternate between settings so that the machine's
+load falls on all of them alike. `delbench` and the test suite use GOMP_SPINCOUNT=10000 unless a policy is
+set (evaluator/cpu_threads.py). Numbers are unchanged by the setting.
 """
 
 from __future__ import annotations

@@ -17,15 +17,14 @@ the datasets' sizes in DESIGN.md §1 (the hash split's test share), ImageCLEFmed
 
 from __future__ import annotations
 
-import os
+from evaluator.cpu_threads import set_default_wait_policy
 
-os.environ.setdefault(
-    "OMP_WAIT_POLICY", "PASSIVE"
-)  # what `delbench` runs with (delbench/cli.py); before torch
+set_default_wait_policy()  # what `delbench` runs with; before torch loads
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -119,14 +118,18 @@ def finetune_seconds(tier: Tier, device: torch.device, warmup: int, steps: int) 
     return per_step, (time.perf_counter() - t0) / n_test
 
 
+def is_synthetic(tier: Tier) -> bool:
+    return tier.name.startswith("synth-")  # synth-tiny, synth-small: the synthetic pool's tiers
+
+
 def test_images(tier: Tier) -> tuple[int, str]:
-    if tier.name == "synth-tiny":
+    if is_synthetic(tier):
         return sum(p.n_test for p in TASK_PROFILES.values()), "the synthetic tasks' test splits"
     return round(0.2 * sum(REAL_SIZES.values())), "20 % of the seven listed datasets"
 
 
-def full_synth_tiny(device: torch.device) -> dict:
-    """One real evaluation at synth-tiny: the demo's 4,800-frame pool, every 10th frame selected."""
+def full_synthetic(tier: Tier, device: torch.device) -> dict:
+    """One real evaluation at a synthetic tier: the demo's 4,800-frame pool, every 10th frame selected."""
     from evaluator.protocol import evaluate
     from evaluator.selection import load_selection
     from evaluator.store import open_pool
@@ -137,7 +140,7 @@ def full_synth_tiny(device: torch.device) -> dict:
         pool = open_pool(Path(tmp) / "pool")
         selection = load_selection("\n".join(pool.ids[::10]).encode(), pool.index_of)
         t0 = time.perf_counter()
-        doc = evaluate(pool_dir=Path(tmp) / "pool", selection=selection, tasks_dir=None, tier=load_tier("synth-tiny"),
+        doc = evaluate(pool_dir=Path(tmp) / "pool", selection=selection, tasks_dir=None, tier=tier,
                        seed=0, cache_dir=Path(tmp) / "cache", device=device)  # fmt: skip
         doc["timings"]["wall"] = time.perf_counter() - t0
         return doc
@@ -154,7 +157,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 10 on CUDA, 3 on CPU)")
     parser.add_argument("--pretrain-from", type=Path, help="JSON of bench/pretrain_throughput.py --json: reuse its "
                         "DELBench s/step for the tiers it measured instead of pretraining here")  # fmt: skip
-    parser.add_argument("--full", action="store_true", help="synth-tiny: also run one whole evaluation")
+    parser.add_argument("--full", action="store_true", help="synthetic tiers: also run one whole evaluation")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -203,12 +206,12 @@ def main() -> int:
             print(f"  with the step as one CUDA graph (cuda_graph: true): pretrain {tier.pretrain.steps:,} steps x "
                   f"{graphed[0]:.5f} s/step = {pre_g:,.0f} s; total {total_g:,.0f} s = {total_g / 3600:.2f} h")  # fmt: skip
 
-        if args.full and tier.name == "synth-tiny":
+        if args.full and is_synthetic(tier):
             print(
                 "  running one whole evaluation (4,800-frame synthetic pool, every 10th frame selected)...",
                 flush=True,
             )
-            doc = full_synth_tiny(device)
+            doc = full_synthetic(tier, device)
             t = doc["timings"]
             print(f"  measured: pretrain {t['pretrain']:,.0f} s + finetunes {t['finetune']:,.0f} s -> total "
                   f"{t['total']:,.0f} s (estimate above: {total:,.0f} s); mean mIoU {doc['mean_miou']:.3f}")  # fmt: skip

@@ -7,8 +7,9 @@ the web stack or the database; each subcommand's module builds its own argument 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+
+from evaluator.cpu_threads import set_default_wait_policy
 
 # name -> (module with a `main(argv) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,17 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"delbench: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    # torch's CPU thread pool (libgomp) spins while its threads wait. On a quiet 2-core machine that is 1.4x
-    # faster than sleeping; on cores shared with other work (the demo's API and worker, a test run, a laptop)
-    # the spinning threads starve each other: a synth-tiny step ran 4.4x slower with 4 busy processes, 18x
-    # slower under this machine's other load (bench/cpu_threads.py, docs/performance.md). Sleeping threads are
-    # the robust default; OMP_WAIT_POLICY=ACTIVE restores spinning on a dedicated machine. Set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # torch's CPU thread pool (libgomp) spins while its threads wait. On a quiet machine that is 1.4x faster
-    # than sleeping; on cores shared with other work (the demo's API and worker, a test run, a laptop) the
-    # spinning threads starve each other: with 4 busy processes on 2 cores a synth-tiny step ran 4.4x slower (bench/cpu_threads.py --busy 4,
-    # docs/performance.md). Sleeping threads are the robust default; OMP_WAIT_POLICY=ACTIVE restores spinning
-    # on a dedicated machine. It must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_default_wait_policy()  # before torch loads: evaluator/cpu_threads.py
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(name, rest) or 0)

@@ -47,7 +47,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float, lr_scale=None) -> 
 
 
 def build_optimizer(groups: list[dict], lr: float, betas, device: torch.device) -> torch.optim.AdamW:
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=device.type in ("cuda", "cpu"))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from evaluator.cpu_threads import set_default_wait_policy
+
 REPO = Path(__file__).resolve().parents[1]
 MICRO_TIER = REPO / "tests" / "tiers" / "micro.json"
 
-# As `delbench` does (delbench/cli.py): torch's OpenMP threads sleep rather than spin while they wait, since the
-# suite shares its cores with its own servers and workers. Read when torch loads, which is after this file.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# As `delbench` does: bounded OpenMP spinning (evaluator/cpu_threads.py), since the suite shares its cores with
+# its own servers and workers. Read when torch loads, which is after this file.
+set_default_wait_policy()
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
