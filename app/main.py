@@ -7,8 +7,10 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import swagger_ui_bundle
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -68,6 +70,22 @@ async def _lifespan(app: FastAPI):
     app.state.db_version.close()
 
 
+def _add_offline_docs(app: FastAPI) -> None:
+    """The OpenAPI page at /docs with Swagger UI's files served by this server (the swagger-ui-bundle
+    package), so that it works where the server cannot reach the internet and leaks no visit to a CDN."""
+    app.mount("/swagger-ui", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title}: API",
+            swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -76,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Evaluation server for medical data-effective learning: submit a pretraining subset, get "
         "its downstream mIoU and NormDEL on the leaderboard.",
         version="1",
+        docs_url=None,  # served below from local files: FastAPI's default page loads its assets from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
@@ -87,5 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_offline_docs(app)
     app.add_middleware(UploadLimit, max_bytes=settings.upload_max_bytes)
     return app

@@ -110,3 +110,24 @@ def test_running_submission_shows_its_progress(stack, server, browser, pool_dir,
     page.wait_for_selector("#per-dataset", timeout=15_000)
     assert page.inner_text("#status") == "succeeded" and page.locator("#progress").count() == 0
     page.close()
+
+
+def test_api_docs_render_with_no_other_host(stack, server, browser):
+    """Swagger UI at /docs draws the API's operations in Chromium while every request to another host is
+    refused: its files come from this server (app/main.py), not a CDN."""
+    page = browser.new_page()
+    foreign: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".opblock", timeout=15_000)
+    assert page.locator(".opblock").count() > 10  # one per API operation
+    assert foreign == []
+    page.close()

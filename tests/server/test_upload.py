@@ -269,6 +269,19 @@ def test_leaderboard_and_phase_reads(stack, client, pool_dir):
     assert client.get("/docs").status_code == 200
 
 
+def test_api_docs_page_needs_no_other_host(client):
+    """/docs links only this server's own files (Swagger UI is served locally, not from a CDN), and each loads."""
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    links = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert any(link.endswith("swagger-ui-bundle.js") for link in links), links
+    assert all(link.startswith("/") and not link.startswith("//") for link in links), links
+    for link in links:
+        asset = client.get(link)
+        assert asset.status_code == 200 and len(asset.content) > 100, link
+    assert "cdn" not in page.text.lower()
+
+
 def test_json_and_csv_selections_are_accepted(stack, client, pool_dir, pool_ids):
     seeded = seed_phase(stack, pool_dir)
     r1 = upload(client, seeded.token, json.dumps(pool_ids[:5]))
