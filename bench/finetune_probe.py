@@ -27,8 +27,7 @@ set_default_wait_policy()  # what `delbench` runs with; before torch loads
 import torch  # noqa: E402
 
 from evaluator.finetune import finetune  # noqa: E402
-from evaluator.mae import build_encoder  # noqa: E402
-from evaluator.pretrain import build_initial_mae  # noqa: E402
+from evaluator.protocol import load_encoder  # noqa: E402
 from evaluator.store import open_task  # noqa: E402
 from evaluator.tier import Tier, load_tier  # noqa: E402
 
@@ -54,9 +53,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     base = load_tier(args.tier)
-    saved = torch.load(args.encoder, map_location="cpu", weights_only=False)
-    if saved.get("tier_hash") != base.hash:
-        print(f"{args.encoder}: pretrained under another tier than {base.name}", file=sys.stderr)
+    try:
+        pretrained = load_encoder(args.encoder, base)  # checks that it was pretrained under this tier
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     task = open_task(args.pool / "tasks" / args.task, base.resolution)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -69,11 +69,10 @@ def main() -> int:
         for source in ("pretrained", "random init"):
             scores = []
             for seed in seeds:
-                if source == "pretrained":
-                    encoder = build_encoder(tier.model, tier.resolution)
-                    encoder.load_state_dict(saved["encoder"])
-                else:
-                    encoder = build_initial_mae(tier, seed).encoder
+                # finetuning changes the encoder in place: each run starts from a fresh copy
+                encoder = (
+                    copy.deepcopy(pretrained) if source == "pretrained" else load_encoder(None, tier, seed)
+                )
                 result = finetune(
                     encoder=encoder, task=task, tier=tier, seed=seed, device=torch.device(args.device)
                 )

@@ -3,8 +3,8 @@
 torch's CPU thread pool (libgomp) spins while its threads wait. Spinning forever (libgomp's ACTIVE policy)
 starves the work on cores shared with other processes (the demo's API and worker, a test run, a laptop);
 sleeping at once (PASSIVE) costs 1.6x on a quiet machine, since a synth-tiny step crosses hundreds of
-parallel regions. A short spin (GOMP_SPINCOUNT=10000, tens of microseconds) is as fast as spinning when the
-cores are free and bounds the waste when they are not (bench/cpu_threads.py, docs/performance.md). The
+parallel regions. A short spin (GOMP_SPINCOUNT=10000, tens of microseconds) keeps most of spinning's speed when the
+cores are free (0.89x) and bounds the waste when they are not (bench/cpu_threads.py, docs/performance.md). The
 numbers computed do not depend on it.
 """
 
