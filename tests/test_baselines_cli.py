@@ -118,3 +118,16 @@ def test_select_missing_pool(tmp_path, capsys):
         == 2
     )
     assert "not a DELBench pool" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [("0,x", "--seeds: '0,x' is not a comma-separated list of integers"), ("1,1", "repeats a seed")],
+)
+def test_baselines_bad_seeds_are_one_line(pool_dir, tmp_path, capsys, seeds, message):
+    out = tmp_path / "table"
+    code = delbench(["baselines", "--pool", str(pool_dir), "--tier", "tests/tiers/micro.json",
+                     "--methods", "random", "--ratios", "0.5", "--seeds", seeds, "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (out / "baselines.json").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evaluator.baselines.methods import Features
-from evaluator.baselines.table import run_baselines
+from evaluator.baselines.table import run_baselines, run_baselines_over_seeds
 from evaluator.metrics import normdel
 from evaluator.store import open_pool
 from evaluator.synth import generate
@@ -27,14 +27,15 @@ def pool(tmp_path_factory):
 class FakeEvaluate:
     """Scores a selection by a fixed function of its size, and counts the calls."""
 
-    def __init__(self):
+    def __init__(self, seed_effect: float = 0.0):
         self.calls = []
+        self.seed_effect = seed_effect  # mIoU added per unit of seed, so that seeds differ
 
     def __call__(self, *, pool_dir, selection, tasks_dir, tier, seed, cache_dir, progress, device):
-        self.calls.append(selection.selection_hash if selection else None)
+        self.calls.append((selection.selection_hash if selection else None, seed))
         n = selection.n if selection else 0
         ratio = n / 96
-        miou = 0.4 + 0.1 * ratio
+        miou = 0.4 + 0.1 * ratio + self.seed_effect * seed
         return {
             "n_selected": n,
             "retained_fraction": ratio,
@@ -96,3 +97,49 @@ def test_table_rows_files_and_resume(pool, tmp_path):
     again = FakeEvaluate()
     table2 = run_baselines(**{**kwargs, "evaluate_fn": again})
     assert again.calls == [] and [r["mean_miou"] for r in table2.rows] == [r["mean_miou"] for r in table.rows]
+
+
+def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
+    rng = np.random.default_rng(0)
+    features = Features(
+        pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
+    )
+    tier = load_tier(MICRO)
+    fake = FakeEvaluate(seed_effect=0.01)
+    kwargs = dict(
+        pool=pool,
+        tier=tier,
+        methods=["random", "prototype"],
+        ratios=[0.25],
+        out_dir=tmp_path / "out",
+        tasks_dir=pool.path / "tasks",
+        cache_dir=tmp_path / "cache",
+        features=features,
+        evaluate_fn=fake,
+    )
+    table = run_baselines_over_seeds(seeds=[0, 1, 2], **kwargs)
+    assert sorted(seed for _, seed in fake.calls) == [0] * 4 + [1] * 4 + [2] * 4
+    # Each seed draws its own random selection: three different hashes, each evaluated with its seed.
+    random_row = next(r for r in table.rows if r["method"] == "random")
+    assert len(set(random_row["selection_hashes"])) == 3
+    assert random_row["mean_miou"]["values"] == pytest.approx([0.425, 0.435, 0.445])
+    assert random_row["mean_miou"]["mean"] == pytest.approx(0.435)
+    assert random_row["mean_miou"]["sd"] == pytest.approx(0.01)
+    assert random_row["n"] == {"mean": 24, "sd": 0.0, "values": [24, 24, 24]}
+    floor = next(r for r in table.rows if r["method"] == "no pretraining")
+    assert floor["mean_normdel"] is None and floor["mean_miou"]["mean"] == pytest.approx(0.41)
+    for seed in (0, 1, 2):  # every seed's own table stays, and resumes on its own
+        doc = json.loads((tmp_path / "out" / f"seed-{seed}" / "baselines.json").read_text())
+        assert doc["seed"] == seed and len(doc["rows"]) == 4
+    doc = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    assert doc["seeds"] == [0, 1, 2] and len(doc["rows"]) == 4
+    markdown = (tmp_path / "out" / "baselines.md").read_text()
+    assert "seeds 0, 1, 2: mean ± sd" in markdown
+    assert "| random | 25% | 25.00% | 24 | 43.50 ± 1.00 |" in markdown
+    assert "| no pretraining | — | 0.00% | 0 | 41.00 ± 1.00 | — |" in markdown
+
+    again = FakeEvaluate(seed_effect=0.01)
+    run_baselines_over_seeds(seeds=[0, 1, 2], **{**kwargs, "evaluate_fn": again})
+    assert again.calls == []
+    with pytest.raises(ValueError, match="repeats a seed"):
+        run_baselines_over_seeds(seeds=[0, 0], **kwargs)

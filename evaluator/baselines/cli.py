@@ -246,7 +246,11 @@ def baselines_parser() -> argparse.ArgumentParser:
         "--cache", type=Path, help="pretraining cache folder (default $DELBENCH_CACHE or ~/.cache/delbench)"
     )
     parser.add_argument(
-        "--seed", type=int, default=None, help="evaluation and selection seed (default: the tier's)"
+        "--seeds",
+        help=(
+            "comma-separated evaluation and selection seeds (default: the tier's). Several seeds write one "
+            "table per seed in OUT/seed-S and, in OUT, every row's mean ± sd over them"
+        ),
     )
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument(
@@ -262,7 +266,7 @@ def run_baselines(argv: list[str]) -> int:
     args = baselines_parser().parse_args(argv)
     from evaluator.baselines.features import FeaturesError
     from evaluator.baselines.methods import METHODS, SelectError
-    from evaluator.baselines.table import run_baselines as run_table
+    from evaluator.baselines.table import run_baselines_over_seeds
     from evaluator.cli import StageProgress, default_cache_dir
     from evaluator.store import StoreError, open_pool
     from evaluator.tier import load_tier
@@ -271,6 +275,10 @@ def run_baselines(argv: list[str]) -> int:
         ratios = [_ratio(r) for r in args.ratios.split(",") if r.strip()]
     except argparse.ArgumentTypeError as exc:
         return _fail("baselines", f"--ratios: {exc}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
+    except ValueError:
+        return _fail("baselines", f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -278,7 +286,8 @@ def run_baselines(argv: list[str]) -> int:
     try:
         pool = open_pool(args.pool)
         tier = load_tier(args.tier)
-        table = run_table(
+        table = run_baselines_over_seeds(
+            seeds=seeds or [tier.seed],
             pool=pool,
             tier=tier,
             methods=methods,
@@ -286,7 +295,6 @@ def run_baselines(argv: list[str]) -> int:
             out_dir=args.out,
             tasks_dir=args.tasks or Path(args.pool) / "tasks",
             cache_dir=args.cache or default_cache_dir(),
-            seed=args.seed,
             device=args.device,
             reference_rows=not args.no_reference_rows,
             progress=StageProgress(enabled=not args.quiet),

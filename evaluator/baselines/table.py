@@ -4,13 +4,17 @@ All selections are made first (seconds), so a missing input fails before any eva
 is evaluated in turn with `protocol.evaluate`. Rows are appended to OUT/baselines.json as they finish and
 a row whose (selection hash, tier hash, seed) is already there is reused, so an interrupted run resumes
 where it stopped. The full-pool row shares its pretraining with `delbench embed` through the protocol's
-encoder cache.
+encoder cache. With several seeds (`run_baselines_over_seeds`) each seed gets its own table in OUT/seed-S,
+re-drawing the selections from that seed's full-pool encoder and re-running the protocol with that seed, and
+OUT/baselines.* give each row's mean ± sd over the seeds: the only way to tell which method differences
+exceed seed noise.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from evaluator.store import Pool
 from evaluator.tier import Tier
 
 TABLE_FORMAT = "delbench-baselines/1"
+SEEDS_FORMAT = "delbench-baselines-seeds/1"
 
 
 @dataclass
@@ -170,6 +175,77 @@ def run_baselines(
     return Table(rows=rows, markdown=markdown)
 
 
+def run_baselines_over_seeds(
+    *, seeds: list[int], out_dir: Path, log: Callable[[str], None] = lambda msg: None, **kwargs
+) -> Table:
+    """`run_baselines` once per seed into OUT/seed-S (each resumes on its own), then OUT/baselines.json and
+    OUT/baselines.md with every row's mean ± sd over the seeds. One seed is the plain table in OUT."""
+    out_dir = Path(out_dir)
+    if len(seeds) == 1:
+        return run_baselines(seed=seeds[0], out_dir=out_dir, log=log, **kwargs)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: {seeds} repeats a seed")
+    per_seed = []
+    for k, seed in enumerate(seeds, 1):
+        log(f"seed {seed} ({k}/{len(seeds)}): table in {out_dir / f'seed-{seed}'}")
+        per_seed.append(run_baselines(seed=seed, out_dir=out_dir / f"seed-{seed}", log=log, **kwargs).rows)
+    rows = mean_over_seeds(per_seed, seeds)
+    tier, pool = kwargs["tier"], kwargs["pool"]
+    doc = {
+        "format": SEEDS_FORMAT,
+        "tier": tier.name,
+        "tier_hash": tier.hash,
+        "seeds": seeds,
+        "pool": str(pool.path),
+        "pool_size": pool.size,
+        "rows": rows,
+    }
+    tmp = out_dir / ".baselines.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, out_dir / "baselines.json")
+    markdown = render_markdown(rows, tier=tier, pool=pool, seeds=seeds)
+    (out_dir / "baselines.md").write_text(markdown)
+    return Table(rows=rows, markdown=markdown)
+
+
+def mean_over_seeds(per_seed: list[list[dict]], seeds: list[int]) -> list[dict]:
+    """Rows of several one-seed tables (the same methods and ratios), merged by (method, ratio asked): each
+    number becomes {mean, sd, values} with the sample sd; None where any seed has none (no NormDEL without
+    a selection)."""
+    groups: dict[tuple, list[dict]] = {}
+    for rows in per_seed:
+        for row in rows:
+            groups.setdefault((row["method"], row["ratio_asked"]), []).append(row)
+    merged = []
+    for (method, ratio), rows in groups.items():
+        if len(rows) != len(seeds):
+            raise ValueError(f"{method} @ {ratio}: {len(rows)} rows for {len(seeds)} seeds")
+        merged.append(
+            {
+                "method": method,
+                "ratio_asked": ratio,
+                "seeds": seeds,
+                "n": _spread([r["n"] for r in rows]),
+                "R": _spread([r["R"] for r in rows]),
+                "mean_miou": _spread([r["mean_miou"] for r in rows]),
+                "mean_normdel": _spread([r["mean_normdel"] for r in rows]),
+                "datasets": {
+                    name: _spread([r["datasets"][name] for r in rows])["mean"] for name in rows[0]["datasets"]
+                },
+                "selection_hashes": [r["selection_hash"] for r in rows],
+                "tier_hash": rows[0]["tier_hash"],
+                "note": "; ".join(dict.fromkeys(r["note"] for r in rows if r.get("note"))) or None,
+            }
+        )
+    return merged
+
+
+def _spread(values: list) -> dict | None:
+    if any(v is None for v in values):
+        return None
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values), "values": values}
+
+
 def _row(job: Job, result: dict, pool_size: int, *, seconds: float) -> dict:
     return {
         "method": job.method,
@@ -215,9 +291,16 @@ def _write_json(path: Path, tier: Tier, seed: int, pool: Pool, rows: list[dict])
     os.replace(tmp, path)
 
 
-def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool) -> str:
+def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool, seeds: list[int] | None = None) -> str:
+    """One seed's rows hold plain numbers; `mean_over_seeds` rows hold {mean, sd, values}, shown mean ± sd."""
+    head = f"Baselines on `{pool.path}` ({pool.size:,} images), tier `{tier.name}` (`{tier.hash[:12]}`)"
+    if seeds:
+        head += (
+            f", seeds {', '.join(map(str, seeds))}: mean ± sd over the seeds (each seed draws its own "
+            "selections and runs the protocol with that seed)"
+        )
     lines = [
-        f"Baselines on `{pool.path}` ({pool.size:,} images), tier `{tier.name}` (`{tier.hash[:12]}`).",
+        head + ".",
         "",
         "| Method | Asked | R | n | Mean mIoU (%) | Mean NormDEL |",
         "|---|---:|---:|---:|---:|---:|",
@@ -225,17 +308,32 @@ def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool) -> str:
     notes = []
     for row in rows:
         asked = "—" if row["ratio_asked"] is None else f"{row['ratio_asked']:.0%}"
-        normdel = "—" if row["mean_normdel"] is None else f"{row['mean_normdel']:.4f}"
         mark = ""
         if row.get("note"):
             notes.append(row["note"])
             mark = f" [{len(notes)}]"
-        lines.append(
-            f"| {row['method']}{mark} | {asked} | {row['R']:.2%} | {row['n']:,} | {100 * row['mean_miou']:.2f} | {normdel} |"
-        )
+        cells = [
+            _cell(row["R"], lambda v: f"{v:.2%}"),
+            _cell(row["n"], lambda v: f"{v:,}"),
+            _cell(row["mean_miou"], lambda v: f"{100 * v:.2f}", sd=lambda v: f"{100 * v:.2f}"),
+            _cell(row["mean_normdel"], lambda v: f"{v:.4f}", sd=lambda v: f"{v:.4f}"),
+        ]
+        lines.append(f"| {row['method']}{mark} | {asked} | {' | '.join(cells)} |")
     for i, note in enumerate(notes, 1):
         lines.append(f"\n[{i}] {note}")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value, fmt: Callable, sd: Callable | None = None) -> str:
+    """A plain number, or a {mean, sd, values} spread: mean ± sd, or the range where only it is telling."""
+    if value is None:
+        return "—"
+    if not isinstance(value, dict):
+        return fmt(value)
+    if sd is not None:
+        return f"{fmt(value['mean'])} ± {sd(value['sd'])}"
+    low, high = min(value["values"]), max(value["values"])
+    return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
 
 
 def write_ids(path: Path, ids: list[str]) -> None:
