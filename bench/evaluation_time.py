@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe  # noqa: E402
 from evaluator.finetune import confusion_on, finetune  # noqa: E402
 from evaluator.pretrain import build_initial_mae, pretrain  # noqa: E402
 from evaluator.store import Task, TaskSplit  # noqa: E402
@@ -170,8 +171,7 @@ def main() -> int:
         doc = json.loads(args.pretrain_from.read_text())
         measured = {c["tier"]: (c["delbench"]["s_per_step"], f"bench/pretrain_throughput.py, {doc['device']}")
                     for c in doc["cases"]}  # fmt: skip
-    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
+    print(f"device: {describe(device)}; torch {torch.__version__}; load average {os.getloadavg()[0]:.1f}")
 
     for tier_name in tiers:
         tier = load_tier(tier_name)

@@ -49,6 +49,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe  # noqa: E402
 from bench.reference_mae import ReferenceTrainer, encode_images  # noqa: E402
 from evaluator.pretrain import pretrain  # noqa: E402
 from evaluator.synth import render_video  # noqa: E402
@@ -235,14 +236,8 @@ def main() -> int:
     rounds = 2 if args.quick else args.rounds
 
     started = time.perf_counter()
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads"
-    )
-    print(
-        f"device: {name}; torch {torch.__version__}; {os.cpu_count()} CPUs; reference DataLoader workers: {args.workers}"
-    )
+    name = describe(device)
+    print(f"device: {name}; torch {torch.__version__}; reference DataLoader workers: {args.workers}")
     peak, peak_what = matmul_peak(device)
     print(f"measured matmul peak ({peak_what}): {peak / 1e12:.3f} TFLOP/s", flush=True)
 

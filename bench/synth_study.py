@@ -16,10 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluator.baselines.methods import Features, Options, select  # noqa: E402
 from evaluator.protocol import evaluate  # noqa: E402
 from evaluator.selection import load_selection  # noqa: E402
 from evaluator.store import open_pool  # noqa: E402
@@ -51,8 +50,8 @@ def main() -> None:
     if args.pool is None:
         generate(pool_dir, seed=0, size=4800, resolution=tier.resolution)
     pool = open_pool(pool_dir)
-    rng = np.random.default_rng(0)
-    subset = sorted(rng.choice(pool.size, size=round(args.ratio * pool.size), replace=False))
+    # The same subset as `delbench select --method random --ratio R` (seed 0), fixed across protocol seeds.
+    subset = select("random", Features(size=pool.size), Options(ratio=args.ratio, seed=0)).indices
     conditions = {
         "none": ("no pretraining", None),
         "random": (
