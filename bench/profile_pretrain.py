@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.evaluation_time import sync, with_steps  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from evaluator.pretrain import pretrain  # noqa: E402
-from evaluator.tier import load_tier  # noqa: E402
+from evaluator.tier import Tier, load_tier  # noqa: E402
 
 # Operator (CPU) and kernel (CUDA) names, first match wins; "other" is elementwise work, norms, copies.
 CATEGORIES = [
@@ -100,15 +100,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="profiled steps (default 5)")
     parser.add_argument("--top", type=int, default=15, help="names listed (default 15)")
     parser.add_argument("--trace", type=Path, help="also write a Chrome trace of the profiled steps here")
+    parser.add_argument(
+        "--graph", action="store_true", help="the tier with its step replayed as a CUDA graph"
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     tier = load_tier(args.tier or ("paper-fast" if cuda else "synth-tiny"))
+    if args.graph:
+        tier = Tier.from_dict({**tier.to_dict(), "cuda_graph": True})
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 3)
     total = warmup + args.steps
     print(f"device: {describe(device)}; torch {torch.__version__}")
     print(f"tier {tier.name}: batch {tier.pretrain.batch_size}, {tier.resolution} px, precision {tier.precision}; "
-          f"{warmup} warm-up steps, {args.steps} profiled", flush=True)  # fmt: skip
+          f"{warmup} warm-up steps, {args.steps} profiled" + (", CUDA graph" if tier.cuda_graph else ""), flush=True)  # fmt: skip
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(max(256, tier.pretrain.batch_size), tier.resolution, tier.resolution, 3),

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every GPU figure issue 8 asks for, on a GPU machine, logged to OUT/gpu_measure-PART.log (OUT defaults to
+# $OUT, as the device tool's `run` provides; only a few files come back from it, so one log per part).
+#   throughput: DELBench vs the reference and MFU, each GPU tier as is and as a CUDA graph, and the
+#               evaluation-time arithmetic from those rates (OUT/pretrain_throughput.json; ~4 min on an H100)
+#   profile:    where paper-fast's and paper's steps spend their time, eager and graphed
+#   tests:      the GPU-only tests (the CUDA graph trains as the eager step; baselines on CUDA match CPU)
+# Usage: scripts/gpu_measure.sh [OUT] [throughput|profile|tests|all]   (default: all; each part fits a
+# 10-minute call on its own)
+set -uo pipefail
+out=${1:-${OUT:?usage: scripts/gpu_measure.sh OUT [PART]}}
+part=${2:-all}
+case $part in throughput | profile | tests | all) ;; *) echo "unknown part '$part': throughput, profile, tests or all" >&2; exit 2 ;; esac
+mkdir -p "$out"
+log="$out/gpu_measure-$part.log"
+status=0
+step() {  # step CMD...: run CMD, its output to the terminal and the log; remember a failure
+  echo "== $*" | tee -a "$log"
+  PYTHONUNBUFFERED=1 "$@" 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "!! failed: $*" | tee -a "$log"; status=1; }
+}
+if [ "$part" = throughput ] || [ "$part" = all ]; then
+  step python bench/pretrain_throughput.py --quick --json "$out/pretrain_throughput.json"
+  [ -f "$out/pretrain_throughput.json" ] &&
+    step python bench/evaluation_time.py --pretrain-from "$out/pretrain_throughput.json" --steps 20
+fi
+if [ "$part" = profile ] || [ "$part" = all ]; then
+  for tier in paper-fast paper; do
+    step python bench/profile_pretrain.py --tier "$tier"
+    step python bench/profile_pretrain.py --tier "$tier" --graph
+  done
+fi
+if [ "$part" = tests ] || [ "$part" = all ]; then
+  step python -m pytest -q -m gpu tests/test_cuda_graph.py tests/test_baselines_gpu.py
+fi
+exit $status
