@@ -27,15 +27,18 @@ def pool(tmp_path_factory):
 class FakeEvaluate:
     """Scores a selection by a fixed function of its size, and counts the calls."""
 
-    def __init__(self, seed_effect: float = 0.0):
+    def __init__(self, seed_effect: float = 0.0, selection_effect: float = 0.0):
         self.calls = []
         self.seed_effect = seed_effect  # mIoU added per unit of seed, so that seeds differ
+        self.selection_effect = selection_effect  # times the first selected index mod 10: selections differ
 
     def __call__(self, *, pool_dir, selection, tasks_dir, tier, seed, cache_dir, progress, device):
         self.calls.append((selection.selection_hash if selection else None, seed))
         n = selection.n if selection else 0
         ratio = n / 96
         miou = 0.4 + 0.1 * ratio + self.seed_effect * seed
+        if n:
+            miou += self.selection_effect * (int(selection.indices[0]) % 10)
         return {
             "n_selected": n,
             "retained_fraction": ratio,
@@ -105,7 +108,7 @@ def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
         pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
     )
     tier = load_tier(MICRO)
-    fake = FakeEvaluate(seed_effect=0.01)
+    fake = FakeEvaluate(seed_effect=0.01, selection_effect=0.001)
     kwargs = dict(
         pool=pool,
         tier=tier,
@@ -120,23 +123,36 @@ def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
     table = run_baselines_over_seeds(seeds=[0, 1, 2], **kwargs)
     assert sorted(seed for _, seed in fake.calls) == [0] * 4 + [1] * 4 + [2] * 4
     # Each seed draws its own random selection: three different hashes, each evaluated with its seed.
-    random_row = next(r for r in table.rows if r["method"] == "random")
-    assert len(set(random_row["selection_hashes"])) == 3
-    assert random_row["mean_miou"]["values"] == pytest.approx([0.425, 0.435, 0.445])
-    assert random_row["mean_miou"]["mean"] == pytest.approx(0.435)
-    assert random_row["mean_miou"]["sd"] == pytest.approx(0.01)
-    assert random_row["n"] == {"mean": 24, "sd": 0.0, "values": [24, 24, 24]}
-    floor = next(r for r in table.rows if r["method"] == "no pretraining")
-    assert floor["mean_normdel"] is None and floor["mean_miou"]["mean"] == pytest.approx(0.41)
+    per_seed = {}
     for seed in (0, 1, 2):  # every seed's own table stays, and resumes on its own
         doc = json.loads((tmp_path / "out" / f"seed-{seed}" / "baselines.json").read_text())
         assert doc["seed"] == seed and len(doc["rows"]) == 4
+        per_seed[seed] = {row["method"]: row["mean_miou"] for row in doc["rows"]}
+    rows = {row["method"]: row for row in table.rows}
+    random_row, prototype = rows["random"], rows["prototype"]
+    assert len(set(random_row["selection_hashes"])) == 3
+    expected = [per_seed[s]["random"] for s in (0, 1, 2)]
+    assert random_row["mean_miou"]["values"] == expected
+    assert random_row["mean_miou"]["mean"] == pytest.approx(sum(expected) / 3)
+    assert random_row["mean_miou"]["sd"] == pytest.approx(float(np.std(expected, ddof=1)))
+    assert random_row["n"] == {"mean": 24, "sd": 0.0, "values": [24, 24, 24]}
+    # The paired difference: prototype minus random, seed by seed; the shared seed effect cancels.
+    differences = [per_seed[s]["prototype"] - per_seed[s]["random"] for s in (0, 1, 2)]
+    assert prototype["miou_vs_random"]["values"] == pytest.approx(differences)
+    assert prototype["miou_vs_random"]["sd"] < prototype["mean_miou"]["sd"]
+    assert "miou_vs_random" not in random_row and "miou_vs_random" not in rows["full pool"]
+    floor = rows["no pretraining"]
+    assert floor["mean_normdel"] is None and floor["mean_miou"]["mean"] == pytest.approx(0.41)
     doc = json.loads((tmp_path / "out" / "baselines.json").read_text())
     assert doc["seeds"] == [0, 1, 2] and len(doc["rows"]) == 4
     markdown = (tmp_path / "out" / "baselines.md").read_text()
     assert "seeds 0, 1, 2: mean ± sd" in markdown
-    assert "| random | 25% | 25.00% | 24 | 43.50 ± 1.00 |" in markdown
-    assert "| no pretraining | — | 0.00% | 0 | 41.00 ± 1.00 | — |" in markdown
+    assert "mIoU − random's, paired by seed (points) |" in markdown
+    mean, sd = 100 * random_row["mean_miou"]["mean"], 100 * random_row["mean_miou"]["sd"]
+    assert f"| random | 25% | 25.00% | 24 | {mean:.2f} ± {sd:.2f} | " in markdown
+    assert "| no pretraining | — | 0.00% | 0 | 41.00 ± 1.00 | — | — |" in markdown
+    gap = prototype["miou_vs_random"]
+    assert f" | {100 * gap['mean']:+.2f} ± {100 * gap['sd']:.2f} |" in markdown
 
     again = FakeEvaluate(seed_effect=0.01)
     run_baselines_over_seeds(seeds=[0, 1, 2], **{**kwargs, "evaluate_fn": again})

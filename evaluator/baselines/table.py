@@ -211,7 +211,8 @@ def run_baselines_over_seeds(
 def mean_over_seeds(per_seed: list[list[dict]], seeds: list[int]) -> list[dict]:
     """Rows of several one-seed tables (the same methods and ratios), merged by (method, ratio asked): each
     number becomes {mean, sd, values} with the sample sd; None where any seed has none (no NormDEL without
-    a selection)."""
+    a selection). A method's `miou_vs_random` is its mIoU minus random's at the same ratio, seed by seed
+    (paired: both ran the protocol with that seed), which cancels the seed's shared share of the noise."""
     groups: dict[tuple, list[dict]] = {}
     for rows in per_seed:
         for row in rows:
@@ -237,6 +238,13 @@ def mean_over_seeds(per_seed: list[list[dict]], seeds: list[int]) -> list[dict]:
                 "note": "; ".join(dict.fromkeys(r["note"] for r in rows if r.get("note"))) or None,
             }
         )
+    for row in merged:
+        random_rows = groups.get(("random", row["ratio_asked"]))
+        if row["method"] in METHODS and row["method"] != "random" and random_rows:
+            own = row["mean_miou"]["values"]
+            row["miou_vs_random"] = _spread(
+                [a - r["mean_miou"] for a, r in zip(own, random_rows, strict=True)]
+            )
     return merged
 
 
@@ -299,12 +307,10 @@ def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool, seeds: list[int
             f", seeds {', '.join(map(str, seeds))}: mean ± sd over the seeds (each seed draws its own "
             "selections and runs the protocol with that seed)"
         )
-    lines = [
-        head + ".",
-        "",
-        "| Method | Asked | R | n | Mean mIoU (%) | Mean NormDEL |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    header = "| Method | Asked | R | n | Mean mIoU (%) | Mean NormDEL |"
+    if seeds:
+        header += " mIoU − random's, paired by seed (points) |"
+    lines = [head + ".", "", header, "|---" + "|---:" * (header.count("|") - 2) + "|"]
     notes = []
     for row in rows:
         asked = "—" if row["ratio_asked"] is None else f"{row['ratio_asked']:.0%}"
@@ -318,6 +324,10 @@ def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool, seeds: list[int
             _cell(row["mean_miou"], lambda v: f"{100 * v:.2f}", sd=lambda v: f"{100 * v:.2f}"),
             _cell(row["mean_normdel"], lambda v: f"{v:.4f}", sd=lambda v: f"{v:.4f}"),
         ]
+        if seeds:
+            cells.append(
+                _cell(row.get("miou_vs_random"), lambda v: f"{100 * v:+.2f}", sd=lambda v: f"{100 * v:.2f}")
+            )
         lines.append(f"| {row['method']}{mark} | {asked} | {' | '.join(cells)} |")
     for i, note in enumerate(notes, 1):
         lines.append(f"\n[{i}] {note}")
