@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluator.baselines import METHODS, Options, RatioUnreachable, select  # noqa: E402
-from evaluator.baselines.features import find_feature_set  # noqa: E402
+from evaluator.baselines.features import FeaturesError, find_feature_set  # noqa: E402
 from evaluator.store import open_pool  # noqa: E402
 from evaluator.tier import load_tier  # noqa: E402
 
@@ -45,7 +45,12 @@ def main() -> int:
         truth[record["id"]] = record["disruption"]
     disruptive = np.array([truth[i] is not None for i in pool.ids])
     video = np.array([r["video"] for r in pool.records])
-    features = find_feature_set(pool.path, tier_hash=load_tier(args.tier).hash).load(pool)
+    tier = load_tier(args.tier)
+    try:
+        features = find_feature_set(pool.path, tier_hash=tier.hash, pretrain_seed=tier.seed).load(pool)
+    except FeaturesError as exc:
+        print(f"composition: {exc}", file=sys.stderr)
+        return 2
     n_videos = len(set(video))
     print(f"pool {pool.path}: {pool.size:,} frames, {n_videos} videos, {disruptive.mean():.1%} disruptive")
     print(f"{'method':<24} {'ratio':>6} {'R':>7} {'disruptive kept':>16} {'videos covered':>15}")

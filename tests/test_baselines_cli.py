@@ -131,3 +131,20 @@ def test_baselines_bad_seeds_are_one_line(pool_dir, tmp_path, capsys, seeds, mes
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (out / "baselines.json").exists()
+
+
+def test_one_feature_set_per_seed_is_picked_by_the_tier_seed(tmp_path):
+    """`delbench baselines --seeds` leaves one full-pool feature set per seed; the tier's seed picks one."""
+    from evaluator.baselines.features import FeaturesError
+
+    pool_path = tmp_path / "pool"
+    generate(pool_path, seed=0, size=32, resolution=32)
+    pool = open_pool(pool_path)
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        meta = {"encoder_source": "full-pool", "tier": "t", "tier_hash": "h" * 64, "pretrain_seed": seed}
+        write_feature_set(pool, f"seed{seed}", meta, rng.standard_normal((pool.size, 4)), None)
+    assert find_feature_set(pool_path, tier_hash="h" * 64, pretrain_seed=1).key == "seed1"
+    assert find_feature_set(pool_path, tier_hash="h" * 64, pretrain_seed=0).key == "seed0"
+    with pytest.raises(FeaturesError, match=r"seed0 \(t, full-pool, pretrain seed 0\).*--embeddings KEY"):
+        find_feature_set(pool_path, tier_hash="h" * 64)

@@ -100,6 +100,7 @@ def run_select(argv: list[str]) -> int:
         select,
     )
     from evaluator.store import StoreError, open_pool
+    from evaluator.tier import load_tier
 
     if args.method not in METHODS:
         return _fail("select", f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
@@ -109,8 +110,13 @@ def run_select(argv: list[str]) -> int:
         pool = open_pool(args.pool)
         features = Features(size=pool.size)
         if METHODS[args.method].needs:
-            tier_hash = _tier_hash(args.tier) if args.tier else None
-            features = find_feature_set(pool.path, key=args.embeddings, tier_hash=tier_hash).load(pool)
+            tier = load_tier(args.tier) if args.tier else None
+            features = find_feature_set(
+                pool.path,
+                key=args.embeddings,
+                tier_hash=tier and tier.hash,
+                pretrain_seed=tier and tier.seed,
+            ).load(pool)
         options = Options(
             ratio=args.ratio,
             seed=args.seed,
@@ -132,12 +138,6 @@ def run_select(argv: list[str]) -> int:
     write_ids(args.out, [pool.ids[i] for i in selected.indices])
     print(describe(selected, asked=args.ratio, out=args.out))
     return 0
-
-
-def _tier_hash(name: str) -> str:
-    from evaluator.tier import load_tier
-
-    return load_tier(name).hash
 
 
 def describe(selected, *, asked: float | None, out: Path | None = None) -> str:

@@ -65,9 +65,15 @@ def list_feature_sets(pool_path: str | Path) -> list[FeatureSet]:
 
 
 def find_feature_set(
-    pool_path: str | Path, *, key: str | None = None, tier_hash: str | None = None
+    pool_path: str | Path,
+    *,
+    key: str | None = None,
+    tier_hash: str | None = None,
+    pretrain_seed: int | None = None,
 ) -> FeatureSet:
-    """The feature set named by `key`, else the full-pool encoder's for `tier_hash`, else the only one."""
+    """The feature set named by `key`, else the full-pool encoder's for `tier_hash`, else the only one.
+    Where `delbench baselines --seeds` left one set per seed, `pretrain_seed` picks among them (callers pass
+    the tier's seed, which is what a plain `delbench embed` uses)."""
     sets = list_feature_sets(pool_path)
     hint = f"run `delbench embed --pool {pool_path} --tier TIER` first"
     if key is not None:
@@ -84,10 +90,16 @@ def find_feature_set(
     if not sets:
         which = "for that tier's full-pool encoder " if tier_hash else ""
         raise FeaturesError(f"no embeddings {which}in {features_dir(pool_path)}; {hint}")
+    if len(sets) > 1 and pretrain_seed is not None:
+        sets = [s for s in sets if s.meta.get("pretrain_seed") == pretrain_seed] or sets
     if len(sets) > 1:
-        names = ", ".join(f"{s.key} ({s.meta.get('tier')}, {s.meta.get('encoder_source')})" for s in sets)
+        names = ", ".join(
+            f"{s.key} ({s.meta.get('tier')}, {s.meta.get('encoder_source')}, pretrain seed {s.meta.get('pretrain_seed')})"
+            for s in sets
+        )
+        pick = "--embeddings KEY" if tier_hash else "--tier or --embeddings KEY"
         raise FeaturesError(
-            f"several feature sets in {features_dir(pool_path)}: {names}; pick one with --tier or --embeddings"
+            f"several feature sets in {features_dir(pool_path)}: {names}; pick one with {pick}"
         )
     return sets[0]
 
