@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"  # Debian's, as scripts/chromium.sh installs it
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -42,7 +43,7 @@ def board_rows(url: str) -> list[dict]:
         return []
 
 
-def shoot(url: str, out: Path, width: int = 1360, chromium: str = "/usr/bin/chromium") -> None:
+def shoot(url: str, out: Path, width: int = 1360, chromium: str = CHROMIUM) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -62,6 +63,16 @@ def main() -> int:
     parser.add_argument("--pool-size", type=int, default=4800)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the baseline rows")
     args = parser.parse_args()
+
+    # Chromium first (installed as for the browser tests), so a machine without it fails before the demo's
+    # minutes of evaluation, not after.
+    subprocess.run(["bash", str(REPO / "scripts" / "chromium.sh")], check=False)
+    if not Path(CHROMIUM).is_file():
+        print(
+            f"screenshot: no Chromium at {CHROMIUM} (scripts/chromium.sh could not install it)",
+            file=sys.stderr,
+        )
+        return 1
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
