@@ -17,7 +17,12 @@ the datasets' sizes in DESIGN.md §1 (the hash split's test share), ImageCLEFmed
 
 from __future__ import annotations
 
-from evaluator.cpu_threads import set_default_wait_policy
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/...` with no install
+
+from evaluator.cpu_threads import set_default_wait_policy  # noqa: E402
 
 set_default_wait_policy()  # what `delbench` runs with; before torch loads
 
@@ -25,15 +30,11 @@ import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe  # noqa: E402
 from evaluator.finetune import confusion_on, finetune  # noqa: E402

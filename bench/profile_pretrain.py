@@ -7,29 +7,30 @@ the device was over the profiled steps' wall time.
 
 Issue 8's MFU goal asks what the missing fraction is spent on. A device that is busy well under 100 % of
 the wall time is launch- or host-bound (what CUDA graphs address); a busy device with little time in
-matmuls (and the patch embedding's convolution) and attention is bound by elementwise kernels (what compilation and fusion address). The steps run
-through `evaluator.pretrain.pretrain` on random uint8 images of the tier's shape, exactly as
-bench/evaluation_time.py times them.
+matmuls (the patch embedding's convolution included) and attention is bound by elementwise kernels (what
+compilation and fusion address). The steps run through `evaluator.pretrain.pretrain` on random uint8
+images of the tier's shape, exactly as bench/evaluation_time.py times them.
 """
 
 from __future__ import annotations
 
-from evaluator.cpu_threads import set_default_wait_policy
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/...` with no install
+
+from evaluator.cpu_threads import set_default_wait_policy  # noqa: E402
 
 set_default_wait_policy()  # what `delbench` runs with; before torch loads
 
 import argparse  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.evaluation_time import sync, with_steps  # noqa: E402
 from bench.machine import describe  # noqa: E402
@@ -59,7 +60,7 @@ class ProfiledSteps:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         self.device, self.warmup, self.trace = device, warmup, trace
         self.profiler = profile(activities=activities)
-        self.wall_s = None
+        self.started = self.wall_s = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if done == self.warmup:

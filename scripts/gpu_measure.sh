@@ -8,8 +8,9 @@
 # Usage: scripts/gpu_measure.sh [OUT] [throughput|profile|tests|all]   (default: all; each part fits a
 # 10-minute call on its own)
 set -uo pipefail
-out=${1:-${OUT:?usage: scripts/gpu_measure.sh OUT [PART]}}
+out=$(realpath -m "${1:-${OUT:?usage: scripts/gpu_measure.sh OUT [PART]}}")
 part=${2:-all}
+cd "$(dirname "$0")/.." && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # no install needed
 case $part in throughput | profile | tests | all) ;; *) echo "unknown part '$part': throughput, profile, tests or all" >&2; exit 2 ;; esac
 mkdir -p "$out"
 log="$out/gpu_measure-$part.log"

@@ -114,8 +114,8 @@ def run_select(argv: list[str]) -> int:
             features = find_feature_set(
                 pool.path,
                 key=args.embeddings,
-                tier_hash=tier and tier.hash,
-                pretrain_seed=tier and tier.seed,
+                tier_hash=tier.hash if tier else None,
+                pretrain_seed=tier.seed if tier else None,
             ).load(pool)
         options = Options(
             ratio=args.ratio,
