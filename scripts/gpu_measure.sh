@@ -2,11 +2,12 @@
 # Every GPU figure issue 8 asks for, on a GPU machine, logged to OUT/gpu_measure-PART.log (OUT defaults to
 # $OUT, as the device tool's `run` provides; only a few files come back from it, so one log per part).
 #   throughput: DELBench vs the reference and MFU, each GPU tier as is and as a CUDA graph, and the
-#               evaluation-time arithmetic from those rates (OUT/pretrain_throughput.json; ~4 min on an H100)
+#               evaluation-time arithmetic from those rates (OUT/pretrain_throughput.json). Without the
+#               graphed variants the throughput bench took under 4 min on an H100; with them, not yet timed
 #   profile:    where paper-fast's and paper's steps spend their time, eager and graphed
 #   tests:      the GPU-only tests (the CUDA graph trains as the eager step; baselines on CUDA match CPU)
-# Usage: scripts/gpu_measure.sh [OUT] [throughput|profile|tests|all]   (default: all; each part fits a
-# 10-minute call on its own)
+# Usage: scripts/gpu_measure.sh [OUT] [throughput|profile|tests|all]   (default: all). Each part is meant to
+# fit a 10-minute device call; the log is written as it goes, so a part cut off still returns what it did.
 set -uo pipefail
 out=$(realpath -m "${1:-${OUT:?usage: scripts/gpu_measure.sh OUT [PART]}}")
 part=${2:-all}
