@@ -120,7 +120,12 @@ def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
         features=features,
         evaluate_fn=fake,
     )
-    table = run_baselines_over_seeds(seeds=[0, 1, 2], **kwargs)
+    lines = []
+    table = run_baselines_over_seeds(seeds=[0, 1, 2], log=lines.append, **kwargs)
+    assert [line.split(";")[0] for line in lines if "for the other seeds" in line] == [
+        "seed 0 done",
+        "seed 1 done",
+    ]
     assert sorted(seed for _, seed in fake.calls) == [0] * 4 + [1] * 4 + [2] * 4
     # Each seed draws its own random selection: three different hashes, each evaluated with its seed.
     per_seed = {}

@@ -186,9 +186,15 @@ def run_baselines_over_seeds(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds: {seeds} repeats a seed")
     per_seed = []
+    started = time.perf_counter()
     for k, seed in enumerate(seeds, 1):
         log(f"seed {seed} ({k}/{len(seeds)}): table in {out_dir / f'seed-{seed}'}")
         per_seed.append(run_baselines(seed=seed, out_dir=out_dir / f"seed-{seed}", log=log, **kwargs).rows)
+        if k < len(seeds):  # each seed's table costs about the same, reused rows aside
+            per_seed_s = (time.perf_counter() - started) / k
+            log(
+                f"seed {seed} done; about {per_seed_s * (len(seeds) - k) / 60:.0f} min left for the other seeds"
+            )
     rows = mean_over_seeds(per_seed, seeds)
     tier, pool = kwargs["tier"], kwargs["pool"]
     doc = {
