@@ -49,6 +49,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.evaluation_time import sync  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.reference_mae import ReferenceTrainer, encode_images  # noqa: E402
 from evaluator.pretrain import pretrain  # noqa: E402
@@ -88,11 +89,6 @@ def with_fields(tier: Tier, **fields) -> Tier:
     raw = copy.deepcopy(tier.to_dict())
     raw.update(fields)
     return Tier.from_dict(raw)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def matmul_peak(device: torch.device) -> tuple[float, str]:

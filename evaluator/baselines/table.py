@@ -169,7 +169,7 @@ def run_baselines(
             )
         rows.append(row)
         done[key] = row
-        _write_json(json_path, tier, seed, pool, rows)
+        _write_json(json_path, tier, pool, rows, table_format=TABLE_FORMAT, seed=seed)
     markdown = render_markdown(rows, tier=tier, pool=pool)
     (out_dir / "baselines.md").write_text(markdown)
     return Table(rows=rows, markdown=markdown)
@@ -197,18 +197,7 @@ def run_baselines_over_seeds(
             )
     rows = mean_over_seeds(per_seed, seeds)
     tier, pool = kwargs["tier"], kwargs["pool"]
-    doc = {
-        "format": SEEDS_FORMAT,
-        "tier": tier.name,
-        "tier_hash": tier.hash,
-        "seeds": seeds,
-        "pool": str(pool.path),
-        "pool_size": pool.size,
-        "rows": rows,
-    }
-    tmp = out_dir / ".baselines.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, out_dir / "baselines.json")
+    _write_json(out_dir / "baselines.json", tier, pool, rows, table_format=SEEDS_FORMAT, seeds=seeds)
     markdown = render_markdown(rows, tier=tier, pool=pool, seeds=seeds)
     (out_dir / "baselines.md").write_text(markdown)
     return Table(rows=rows, markdown=markdown)
@@ -237,7 +226,7 @@ def mean_over_seeds(per_seed: list[list[dict]], seeds: list[int]) -> list[dict]:
                 "mean_miou": _spread([r["mean_miou"] for r in rows]),
                 "mean_normdel": _spread([r["mean_normdel"] for r in rows]),
                 "datasets": {
-                    name: _spread([r["datasets"][name] for r in rows])["mean"] for name in rows[0]["datasets"]
+                    name: statistics.fmean(r["datasets"][name] for r in rows) for name in rows[0]["datasets"]
                 },
                 "selection_hashes": [r["selection_hash"] for r in rows],
                 "tier_hash": rows[0]["tier_hash"],
@@ -290,12 +279,15 @@ def _previous_rows(path: Path, tier: Tier, seed: int) -> dict[str, dict]:
     return {row["selection_hash"]: row for row in old.get("rows", [])}
 
 
-def _write_json(path: Path, tier: Tier, seed: int, pool: Pool, rows: list[dict]) -> None:
+def _write_json(
+    path: Path, tier: Tier, pool: Pool, rows: list[dict], *, table_format: str, **seeding
+) -> None:
+    """One seed's table (`seed=`) or the table over seeds (`seeds=`), replaced atomically."""
     doc = {
-        "format": TABLE_FORMAT,
+        "format": table_format,
         "tier": tier.name,
         "tier_hash": tier.hash,
-        "seed": seed,
+        **seeding,
         "pool": str(pool.path),
         "pool_size": pool.size,
         "rows": rows,
