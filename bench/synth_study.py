@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluator.baselines.methods import Features, Options, select  # noqa: E402
+from evaluator.metrics import seed_sd  # noqa: E402
 from evaluator.protocol import evaluate  # noqa: E402
 from evaluator.selection import load_selection  # noqa: E402
 from evaluator.store import open_pool  # noqa: E402
@@ -89,7 +90,7 @@ def main() -> None:
         nd = [r["mean_normdel"] for r in results if r["mean_normdel"] is not None]
         nd_text = f"{statistics.mean(nd):.4f}" if nd else "—"
         print(
-            f"| {label} | {results[0]['retained_fraction']:.2f} | {statistics.mean(m):.4f} ± {statistics.stdev(m) if len(m) > 1 else 0:.4f} "
+            f"| {label} | {results[0]['retained_fraction']:.2f} | {statistics.mean(m):.4f} ± {seed_sd(m) or 0:.4f} "
             f"| {max(m) - min(m):.4f} | {nd_text} |"
         )
     per_task = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 
@@ -38,3 +39,11 @@ def normdel(miou: float, retained_fraction: float, alpha: float = NORMDEL_ALPHA)
         raise ValueError(f"retained fraction R must be in (0, 1], got {retained_fraction}")
     del_score = miou * math.exp(-alpha * retained_fraction)
     return 1.0 / (1.0 + math.exp(-del_score))
+
+
+def seed_sd(values) -> float | None:
+    """The spread of a score over seeds, wherever one is shown (board, submission page, baselines tables):
+    the sample standard deviation, since the seeds run are a sample of the seeds one could run. None for
+    fewer than two values."""
+    values = list(values)
+    return statistics.stdev(values) if len(values) > 1 else None

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from evaluator.metrics import confusion_matrix, miou_from_confusion, normdel
+from evaluator.metrics import confusion_matrix, miou_from_confusion, normdel, seed_sd
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,9 @@ def test_miou_is_from_the_accumulated_matrix_not_a_mean_of_images():
 def test_all_background_prediction_scores_half_the_background_iou():
     target = np.array([0, 0, 0, 1])
     assert miou_from_confusion(confusion_matrix(np.zeros(4, int), target)) == pytest.approx(0.75 / 2)
+
+
+def test_seed_sd_is_the_sample_sd_and_none_for_one_seed():
+    assert seed_sd([0.60, 0.62]) == pytest.approx(0.02 / 2**0.5)  # population sd would be 0.01
+    assert seed_sd([0.5, 0.5, 0.5]) == 0.0
+    assert seed_sd(iter([0.7])) is None and seed_sd([]) is None

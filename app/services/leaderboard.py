@@ -16,11 +16,8 @@ from app.db import DataVersion
 from app.models import Benchmark, Phase, Result, Submission, SubmissionStatus, Team
 from app.schemas import DatasetScore, Leaderboard, LeaderboardRow, Scores
 from app.services.phases import pool_for
+from evaluator.metrics import seed_sd
 from evaluator.store import list_tasks
-
-
-def _std(values: list[float]) -> float | None:
-    return statistics.pstdev(values) if len(values) > 1 else None
 
 
 def scores(results: list[Result]) -> Scores | None:
@@ -38,13 +35,13 @@ def scores(results: list[Result]) -> Scores | None:
         seeds=sorted(by_seed),
         mean_normdel=statistics.fmean(seed_normdel),
         mean_miou=statistics.fmean(seed_miou),
-        mean_normdel_std=_std(seed_normdel),
-        mean_miou_std=_std(seed_miou),
+        mean_normdel_std=seed_sd(seed_normdel),
+        mean_miou_std=seed_sd(seed_miou),
         datasets={
             name: DatasetScore(
                 miou=statistics.fmean(r.miou for r in rs),
                 normdel=statistics.fmean(r.normdel for r in rs),
-                miou_std=_std([r.miou for r in rs]),
+                miou_std=seed_sd([r.miou for r in rs]),
             )
             for name, rs in by_dataset.items()
         },

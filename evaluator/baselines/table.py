@@ -22,6 +22,7 @@ from pathlib import Path
 
 from evaluator.baselines.embed import embed_pool, full_pool_selection
 from evaluator.baselines.methods import METHODS, Features, Options, RatioUnreachable, select
+from evaluator.metrics import seed_sd
 from evaluator.selection import ResolvedSelection, selection_hash
 from evaluator.store import Pool
 from evaluator.tier import Tier
@@ -246,7 +247,7 @@ def mean_over_seeds(per_seed: list[list[dict]], seeds: list[int]) -> list[dict]:
 def _spread(values: list) -> dict | None:
     if any(v is None for v in values):
         return None
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values), "values": values}
+    return {"mean": statistics.fmean(values), "sd": seed_sd(values), "values": values}
 
 
 def _row(job: Job, result: dict, pool_size: int, *, seconds: float) -> dict:
