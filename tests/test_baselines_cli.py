@@ -148,3 +148,16 @@ def test_one_feature_set_per_seed_is_picked_by_the_tier_seed(tmp_path):
     assert find_feature_set(pool_path, tier_hash="h" * 64, pretrain_seed=0).key == "seed0"
     with pytest.raises(FeaturesError, match=r"seed0 \(t, full-pool, pretrain seed 0\).*--embeddings KEY"):
         find_feature_set(pool_path, tier_hash="h" * 64)
+
+
+def test_baselines_refuses_another_table_in_one_line(pool_dir, tmp_path, capsys):
+    out = tmp_path / "table"
+    out.mkdir()
+    stored = '{"format": "delbench-baselines-seeds/1", "tier": "micro", "tier_hash": "abc", "seeds": [0, 1], "rows": []}'
+    (out / "baselines.json").write_text(stored)
+    code = delbench(["baselines", "--pool", str(pool_dir), "--tier", "tests/tiers/micro.json",
+                     "--methods", "random", "--ratios", "0.5", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "holds the table over seeds [0, 1]; seed 0's own table is" in err
+    assert (out / "baselines.json").read_text() == stored

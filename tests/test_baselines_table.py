@@ -164,3 +164,71 @@ def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
     assert again.calls == []
     with pytest.raises(ValueError, match="repeats a seed"):
         run_baselines_over_seeds(seeds=[0, 0], **kwargs)
+
+
+def _table_kwargs(pool, tmp_path, fake):
+    rng = np.random.default_rng(0)
+    features = Features(
+        pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
+    )
+    return dict(
+        pool=pool,
+        tier=load_tier(MICRO),
+        methods=["random"],
+        ratios=[0.25],
+        out_dir=tmp_path / "out",
+        tasks_dir=pool.path / "tasks",
+        cache_dir=tmp_path / "cache",
+        features=features,
+        evaluate_fn=fake,
+    )
+
+
+def test_one_seed_table_is_reused_when_more_seeds_are_asked(pool, tmp_path):
+    first = FakeEvaluate(seed_effect=0.01)
+    run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, first))
+    one_seed = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    assert one_seed["seed"] == 0 and len(first.calls) == 3
+
+    lines, more = [], FakeEvaluate(seed_effect=0.01)
+    table = run_baselines_over_seeds(seeds=[0, 1], log=lines.append, **_table_kwargs(pool, tmp_path, more))
+    assert sorted(seed for _, seed in more.calls) == [1, 1, 1]  # seed 0's rows came from its table
+    assert any("moved to" in line and "seed-0" in line for line in lines)
+    moved = json.loads((tmp_path / "out" / "seed-0" / "baselines.json").read_text())
+    assert moved["rows"] == one_seed["rows"]
+    assert (tmp_path / "out" / "seed-0" / "selections" / "random-0.25.txt").exists()
+    assert json.loads((tmp_path / "out" / "baselines.json").read_text())["seeds"] == [0, 1]
+    assert {r["method"]: r["mean_miou"]["values"][0] for r in table.rows} == {
+        r["method"]: r["mean_miou"] for r in one_seed["rows"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "message"),
+    [
+        ([0, 1], [0], "holds the table over seeds [0, 1]; seed 0's own table is"),
+        ([1], [0], "is the table of tier micro"),  # another seed's one-seed table
+        ([1], [0, 2], "seed 1, not of tier micro"),  # one seed's table, not among the seeds asked
+    ],
+)
+def test_another_table_in_out_is_refused_and_kept(pool, tmp_path, first, then, message):
+    run_baselines_over_seeds(seeds=first, **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+    stored = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*.json")}
+    fake = FakeEvaluate()
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        run_baselines_over_seeds(seeds=then, **_table_kwargs(pool, tmp_path, fake))
+    assert fake.calls == []  # refused before any evaluation
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*.json")} == stored
+
+
+def test_another_tier_version_in_out_is_refused(pool, tmp_path):
+    run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+    path = tmp_path / "out" / "baselines.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "tier_hash": "0123456789abcdef"}))
+    with pytest.raises(ValueError, match=r"tier micro \(hash 0123456789ab\), seed 0, not of tier micro"):
+        run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+    path.write_text("{ not json")
+    with pytest.raises(ValueError, match="is not a baselines table"):
+        run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+    assert path.read_text() == "{ not json"

@@ -101,6 +101,7 @@ def run_baselines(
         from evaluator.protocol import evaluate as evaluate_fn
     seed = tier.seed if seed is None else seed
     out_dir = Path(out_dir)
+    check_out_dir(out_dir, tier, seed)
     (out_dir / "selections").mkdir(parents=True, exist_ok=True)
 
     if features is None and any(METHODS[m].needs for m in methods):
@@ -121,7 +122,7 @@ def run_baselines(
     )
 
     json_path = out_dir / "baselines.json"
-    done = _previous_rows(json_path, tier, seed)
+    done = _previous_rows(json_path)
     rows: list[dict] = []
     started = time.perf_counter()
     evaluated = 0
@@ -186,6 +187,15 @@ def run_baselines_over_seeds(
         return run_baselines(seed=seeds[0], out_dir=out_dir, log=log, **kwargs)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds: {seeds} repeats a seed")
+    tier = kwargs["tier"]
+    check_out_dir(out_dir, tier, seeds)  # every folder checked before hours of evaluations, not after
+    for seed in seeds:
+        check_out_dir(out_dir / f"seed-{seed}", tier, seed)
+    moved = _move_one_seed_table(out_dir, seeds)
+    if moved is not None:
+        log(
+            f"the one-seed table in {out_dir} is seed {moved}'s: moved to {out_dir / f'seed-{moved}'}, reused"
+        )
     per_seed = []
     started = time.perf_counter()
     for k, seed in enumerate(seeds, 1):
@@ -197,7 +207,7 @@ def run_baselines_over_seeds(
                 f"seed {seed} done; about {per_seed_s * (len(seeds) - k) / 60:.0f} min left for the other seeds"
             )
     rows = mean_over_seeds(per_seed, seeds)
-    tier, pool = kwargs["tier"], kwargs["pool"]
+    pool = kwargs["pool"]
     _write_json(out_dir / "baselines.json", tier, pool, rows, table_format=SEEDS_FORMAT, seeds=seeds)
     markdown = render_markdown(rows, tier=tier, pool=pool, seeds=seeds)
     (out_dir / "baselines.md").write_text(markdown)
@@ -268,16 +278,69 @@ def _row(job: Job, result: dict, pool_size: int, *, seconds: float) -> dict:
     }
 
 
-def _previous_rows(path: Path, tier: Tier, seed: int) -> dict[str, dict]:
+def _table_in(out_dir: Path) -> dict | None:
+    path = out_dir / "baselines.json"
     if not path.exists():
-        return {}
+        return None
     try:
-        old = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return {}
-    if old.get("format") != TABLE_FORMAT or old.get("tier_hash") != tier.hash or old.get("seed") != seed:
-        return {}
-    return {row["selection_hash"]: row for row in old.get("rows", [])}
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a baselines table ({exc}); move it away") from None
+    if not isinstance(doc, dict) or doc.get("format") not in (TABLE_FORMAT, SEEDS_FORMAT):
+        raise ValueError(f"{path} is not a baselines table (no format {TABLE_FORMAT!r}); move it away")
+    return doc
+
+
+def _whose(doc: dict) -> str:
+    seeding = f"seed {doc.get('seed')}" if doc["format"] == TABLE_FORMAT else f"seeds {doc.get('seeds')}"
+    return f"tier {doc.get('tier')} (hash {str(doc.get('tier_hash'))[:12]}), {seeding}"
+
+
+def check_out_dir(out_dir: Path, tier: Tier, seeding: int | list[int]) -> None:
+    """Refuse an OUT whose baselines.json is another table (another tier, tier version or seed, or one seed's
+    table where several are asked for, or the reverse): a run would replace it, losing its evaluations.
+    A table of the same tier and seed(s) is resumed or extended."""
+    doc = _table_in(out_dir)
+    if doc is None:
+        return
+    several = isinstance(seeding, list)
+    if doc["format"] == SEEDS_FORMAT and not several:
+        raise ValueError(
+            f"{out_dir} holds the table over seeds {doc.get('seeds')}; seed {seeding}'s own table is "
+            f"{out_dir / f'seed-{seeding}'} (give that as --out), or give all the seeds to extend it"
+        )
+    same_seeds = doc["format"] == SEEDS_FORMAT or (not several and doc.get("seed") == seeding)
+    one_seed_to_move = several and doc["format"] == TABLE_FORMAT and doc.get("seed") in seeding
+    if doc.get("tier_hash") != tier.hash or not (same_seeds or one_seed_to_move):
+        asked = f"seeds {seeding}" if several else f"seed {seeding}"
+        raise ValueError(
+            f"{out_dir / 'baselines.json'} is the table of {_whose(doc)}, not of tier {tier.name} "
+            f"(hash {tier.hash[:12]}), {asked}; give another --out, or move it away to start afresh"
+        )
+
+
+def _move_one_seed_table(out_dir: Path, seeds: list[int]) -> int | None:
+    """A one-seed table in OUT (checked: same tier, one of `seeds`) becomes that seed's table in OUT/seed-S,
+    where the run over seeds reuses its rows; returns its seed, or None if there was none."""
+    doc = _table_in(out_dir)
+    if doc is None or doc["format"] != TABLE_FORMAT:
+        return None
+    target = out_dir / f"seed-{doc['seed']}"
+    if (target / "baselines.json").exists():
+        raise ValueError(
+            f"{out_dir} holds seed {doc['seed']}'s table and so does {target}; move one of them away"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "selections").is_dir() and not (target / "selections").exists():
+        os.replace(out_dir / "selections", target / "selections")
+    os.replace(out_dir / "baselines.json", target / "baselines.json")
+    return doc["seed"]
+
+
+def _previous_rows(path: Path) -> dict[str, dict]:
+    """The rows already evaluated in OUT's table (`check_out_dir` made sure it is this tier's and seed's)."""
+    doc = _table_in(path.parent)
+    return {row["selection_hash"]: row for row in doc["rows"]} if doc else {}
 
 
 def _write_json(
