@@ -50,24 +50,29 @@ class FakeEvaluate:
         }
 
 
-def test_table_rows_files_and_resume(pool, tmp_path):
+def table_kwargs(pool, tmp_path, fake, methods=("random",), ratios=(0.25,)):
+    """run_baselines' arguments with fixed random features and `fake` for the protocol."""
     rng = np.random.default_rng(0)
     features = Features(
         pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
     )
-    tier = load_tier(MICRO)
-    fake = FakeEvaluate()
-    kwargs = dict(
+    return dict(
         pool=pool,
-        tier=tier,
-        methods=["random", "prototype", "semdedup"],
-        ratios=[0.25, 0.5],
+        tier=load_tier(MICRO),
+        methods=list(methods),
+        ratios=list(ratios),
         out_dir=tmp_path / "out",
         tasks_dir=pool.path / "tasks",
         cache_dir=tmp_path / "cache",
         features=features,
         evaluate_fn=fake,
     )
+
+
+def test_table_rows_files_and_resume(pool, tmp_path):
+    fake = FakeEvaluate()
+    kwargs = table_kwargs(pool, tmp_path, fake, ["random", "prototype", "semdedup"], [0.25, 0.5])
+    tier = kwargs["tier"]
     table = run_baselines(**kwargs)
     assert [(r["method"], r["ratio_asked"]) for r in table.rows] == [
         ("full pool", 1.0),
@@ -103,23 +108,8 @@ def test_table_rows_files_and_resume(pool, tmp_path):
 
 
 def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
-    rng = np.random.default_rng(0)
-    features = Features(
-        pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
-    )
-    tier = load_tier(MICRO)
     fake = FakeEvaluate(seed_effect=0.01, selection_effect=0.001)
-    kwargs = dict(
-        pool=pool,
-        tier=tier,
-        methods=["random", "prototype"],
-        ratios=[0.25],
-        out_dir=tmp_path / "out",
-        tasks_dir=pool.path / "tasks",
-        cache_dir=tmp_path / "cache",
-        features=features,
-        evaluate_fn=fake,
-    )
+    kwargs = table_kwargs(pool, tmp_path, fake, ["random", "prototype"])
     lines = []
     table = run_baselines_over_seeds(seeds=[0, 1, 2], log=lines.append, **kwargs)
     assert [line.split(";")[0] for line in lines if "for the other seeds" in line] == [
@@ -166,32 +156,14 @@ def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
         run_baselines_over_seeds(seeds=[0, 0], **kwargs)
 
 
-def _table_kwargs(pool, tmp_path, fake):
-    rng = np.random.default_rng(0)
-    features = Features(
-        pool.size, rng.standard_normal((pool.size, 8)).astype(np.float32), rng.random(pool.size)
-    )
-    return dict(
-        pool=pool,
-        tier=load_tier(MICRO),
-        methods=["random"],
-        ratios=[0.25],
-        out_dir=tmp_path / "out",
-        tasks_dir=pool.path / "tasks",
-        cache_dir=tmp_path / "cache",
-        features=features,
-        evaluate_fn=fake,
-    )
-
-
 def test_one_seed_table_is_reused_when_more_seeds_are_asked(pool, tmp_path):
     first = FakeEvaluate(seed_effect=0.01)
-    run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, first))
+    run_baselines_over_seeds(seeds=[0], **table_kwargs(pool, tmp_path, first))
     one_seed = json.loads((tmp_path / "out" / "baselines.json").read_text())
     assert one_seed["seed"] == 0 and len(first.calls) == 3
 
     lines, more = [], FakeEvaluate(seed_effect=0.01)
-    table = run_baselines_over_seeds(seeds=[0, 1], log=lines.append, **_table_kwargs(pool, tmp_path, more))
+    table = run_baselines_over_seeds(seeds=[0, 1], log=lines.append, **table_kwargs(pool, tmp_path, more))
     assert sorted(seed for _, seed in more.calls) == [1, 1, 1]  # seed 0's rows came from its table
     assert any("moved to" in line and "seed-0" in line for line in lines)
     moved = json.loads((tmp_path / "out" / "seed-0" / "baselines.json").read_text())
@@ -212,23 +184,23 @@ def test_one_seed_table_is_reused_when_more_seeds_are_asked(pool, tmp_path):
     ],
 )
 def test_another_table_in_out_is_refused_and_kept(pool, tmp_path, first, then, message):
-    run_baselines_over_seeds(seeds=first, **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+    run_baselines_over_seeds(seeds=first, **table_kwargs(pool, tmp_path, FakeEvaluate()))
     stored = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*.json")}
     fake = FakeEvaluate()
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        run_baselines_over_seeds(seeds=then, **_table_kwargs(pool, tmp_path, fake))
+        run_baselines_over_seeds(seeds=then, **table_kwargs(pool, tmp_path, fake))
     assert fake.calls == []  # refused before any evaluation
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*.json")} == stored
 
 
 def test_another_tier_version_in_out_is_refused(pool, tmp_path):
-    run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+    run_baselines_over_seeds(seeds=[0], **table_kwargs(pool, tmp_path, FakeEvaluate()))
     path = tmp_path / "out" / "baselines.json"
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "tier_hash": "0123456789abcdef"}))
     with pytest.raises(ValueError, match=r"tier micro \(hash 0123456789ab\), seed 0, not of tier micro"):
-        run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+        run_baselines_over_seeds(seeds=[0], **table_kwargs(pool, tmp_path, FakeEvaluate()))
     path.write_text("{ not json")
     with pytest.raises(ValueError, match="is not a baselines table"):
-        run_baselines_over_seeds(seeds=[0], **_table_kwargs(pool, tmp_path, FakeEvaluate()))
+        run_baselines_over_seeds(seeds=[0], **table_kwargs(pool, tmp_path, FakeEvaluate()))
     assert path.read_text() == "{ not json"
