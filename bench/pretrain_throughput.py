@@ -91,6 +91,15 @@ def with_fields(tier: Tier, **fields) -> Tier:
     return Tier.from_dict(raw)
 
 
+def variants(tier: Tier, device: torch.device, graph: bool) -> list[tuple[str, Tier]]:
+    """The tier as it is and, on CUDA unless `graph` is off or the tier already does it, with the whole step
+    replayed as one CUDA graph (label suffix "+graph"): measured side by side in the same rounds."""
+    cases = [("", tier)]
+    if graph and device.type == "cuda" and not tier.cuda_graph:
+        cases.append(("+graph", with_fields(tier, cuda_graph=True)))
+    return cases
+
+
 def matmul_peak(device: torch.device) -> tuple[float, str]:
     """Best sustained matmul FLOP/s measured here: bf16 8192^3 on CUDA, fp32 2048^3 on CPU."""
     n, dtype, reps = (8192, torch.bfloat16, 20) if device.type == "cuda" else (2048, torch.float32, 2)
@@ -221,6 +230,11 @@ def main() -> int:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
+        "--no-graph",
+        action="store_true",
+        help="CUDA: only each tier as it is, not also its CUDA-graph variant",
+    )
+    parser.add_argument(
         "--json", type=Path, help="also write the figures here (bench/evaluation_time.py reads it)"
     )
     args = parser.parse_args()
@@ -266,10 +280,7 @@ def main() -> int:
                 f"{flops['decoder'] / 1e9:.2f}); {warmup} warm-up + {rounds} x {steps} steps each",
                 flush=True,
             )
-            variants = [("", tier)]
-            if device.type == "cuda" and not args.no_graph and not tier.cuda_graph:
-                variants.append(("+graph", with_fields(tier, cuda_graph=True)))
-            for suffix, variant in variants:
+            for suffix, variant in variants(tier, device, graph=not args.no_graph):
                 label = tier.name + suffix
                 if suffix:
                     print(f"-- {label}: the same tier with the step replayed as one CUDA graph", flush=True)
@@ -283,6 +294,8 @@ def main() -> int:
                 r["ratio"] = r["delbench"]["images_per_s"] / r["reference"]["images_per_s"]
                 results.append(r)
                 print_case(r)
+                if args.json:  # after every case: a run cut off at a time limit keeps what it measured
+                    write_json(args.json, name, peak, peak_what, results)
             if device.type == "cuda":
                 torch.compiler.reset()
                 torch.cuda.empty_cache()
@@ -298,16 +311,20 @@ def main() -> int:
             f"{ref['images_per_s']:>16,.1f} {ref['mfu']:>6.1%} {r['ratio']:>5.2f}x"
         )
     print(f"device: {name}; total wall time {time.perf_counter() - started:.0f} s")
-    if args.json:
-        doc = {
-            "device": name,
-            "torch": torch.__version__,
-            "peak_flops": peak,
-            "peak": peak_what,
-            "cases": results,
-        }
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
+
+
+def write_json(path: Path, device: str, peak: float, peak_what: str, results: list[dict]) -> None:
+    doc = {
+        "device": device,
+        "torch": torch.__version__,
+        "peak_flops": peak,
+        "peak": peak_what,
+        "cases": results,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def print_case(r: dict) -> None:

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Every GPU figure issue 8 asks for, on a GPU machine, logged to OUT/gpu_measure-PART.log (OUT defaults to
 # $OUT, as the device tool's `run` provides; only a few files come back from it, so one log per part).
-#   throughput: DELBench vs the reference and MFU, each GPU tier as is and as a CUDA graph, and the
-#               evaluation-time arithmetic from those rates (OUT/pretrain_throughput.json). Without the
-#               graphed variants the throughput bench took under 4 min on an H100; with them, not yet timed
+#   throughput: DELBench vs the reference and MFU for each GPU tier as it is (OUT/pretrain_throughput.json),
+#               then the evaluation-time arithmetic from those rates; under 4 min on an H100 in session 1
+#   graph:      the same, each tier as is and with the step replayed as one CUDA graph, side by side
+#               (OUT/pretrain_throughput_graph.json); not yet timed
 #   profile:    where paper-fast's and paper's steps spend their time, eager and graphed
 #   tests:      the GPU-only tests (the CUDA graph trains as the eager step; baselines on CUDA match CPU)
-# Usage: scripts/gpu_measure.sh [OUT] [throughput|profile|tests|all]   (default: all). Each part is meant to
-# fit a 10-minute device call; the log is written as it goes, so a part cut off still returns what it did.
+# Usage: scripts/gpu_measure.sh [OUT] [throughput|graph|profile|tests|all]   (default: all). Each part is
+# meant to fit a 10-minute device call; the log and the JSON are written as each case ends, so a part cut
+# off at its limit still returns what it measured.
 set -uo pipefail
 out=$(realpath -m "${1:-${OUT:?usage: scripts/gpu_measure.sh OUT [PART]}}")
 part=${2:-all}
 cd "$(dirname "$0")/.." && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # no install needed
-case $part in throughput | profile | tests | all) ;; *) echo "unknown part '$part': throughput, profile, tests or all" >&2; exit 2 ;; esac
+case $part in throughput | graph | profile | tests | all) ;; *) echo "unknown part '$part': throughput, graph, profile, tests or all" >&2; exit 2 ;; esac
 mkdir -p "$out"
 log="$out/gpu_measure-$part.log"
 status=0
@@ -22,9 +24,12 @@ step() {  # step CMD...: run CMD, its output to the terminal and the log; rememb
   [ "${PIPESTATUS[0]}" = 0 ] || { echo "!! failed: $*" | tee -a "$log"; status=1; }
 }
 if [ "$part" = throughput ] || [ "$part" = all ]; then
-  step python bench/pretrain_throughput.py --quick --json "$out/pretrain_throughput.json"
+  step python bench/pretrain_throughput.py --quick --no-graph --json "$out/pretrain_throughput.json"
   [ -f "$out/pretrain_throughput.json" ] &&
     step python bench/evaluation_time.py --pretrain-from "$out/pretrain_throughput.json" --steps 20
+fi
+if [ "$part" = graph ] || [ "$part" = all ]; then
+  step python bench/pretrain_throughput.py --quick --json "$out/pretrain_throughput_graph.json"
 fi
 if [ "$part" = profile ] || [ "$part" = all ]; then
   for tier in paper-fast paper; do

@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from bench.pretrain_throughput import variants
+from evaluator.tier import load_tier
 
 ROOT = Path(__file__).resolve().parents[1]
 # Top-level modules of the `server` extra and faiss-cpu: absent from the device image.
@@ -64,6 +68,7 @@ def test_throughput_and_evaluation_time_parts(tmp_path):
     out = run_as_on_device(
         "bench/pretrain_throughput.py", "--tiers", "synth-tiny", "--warmup", "1", "--steps", "1",
         "--rounds", "1", "--images", "64", "--workers", "1", "--device", "cpu", "--json", str(rates),
+        "--no-graph",  # as the throughput part passes it
     )  # fmt: skip
     assert "ratio DELBench / reference" in out
     assert json.loads(rates.read_text())
@@ -86,3 +91,14 @@ def test_profile_and_gpu_test_parts():
         "tests/test_cuda_graph.py", "tests/test_baselines_gpu.py",
     )  # fmt: skip
     assert "tests collected" in out, out  # exit 0: every GPU test module imports and some were collected
+
+
+def test_throughput_variants_add_the_graphed_step_on_cuda_only():
+    tier = load_tier("paper")
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it
+    labels = [(label, t.cuda_graph) for label, t in variants(tier, cuda, graph=True)]
+    assert labels == [("", False), ("+graph", True)]
+    assert [label for label, _ in variants(tier, cuda, graph=False)] == [""]
+    assert [label for label, _ in variants(tier, torch.device("cpu"), graph=True)] == [""]
+    graphed = variants(tier, cuda, graph=True)[1][1]
+    assert graphed.pretrain == tier.pretrain and graphed.model == tier.model  # only the step's replay differs
