@@ -340,7 +340,7 @@ def _move_one_seed_table(out_dir: Path, seeds: list[int]) -> int | None:
 def _previous_rows(path: Path) -> dict[str, dict]:
     """The rows already evaluated in OUT's table (`check_out_dir` made sure it is this tier's and seed's)."""
     doc = _table_in(path.parent)
-    return {row["selection_hash"]: row for row in doc["rows"]} if doc else {}
+    return {row["selection_hash"]: row for row in doc.get("rows", [])} if doc else {}
 
 
 def _write_json(
