@@ -50,6 +50,8 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.evaluation_time import sync  # noqa: E402
+from bench.graph_outcome import graph_outcomes  # noqa: E402
+from bench.graph_outcome import label as graph_label  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.reference_mae import ReferenceTrainer, encode_images  # noqa: E402
 from evaluator.pretrain import pretrain  # noqa: E402
@@ -286,7 +288,12 @@ def main() -> int:
                     print(f"-- {label}: the same tier with the step replayed as one CUDA graph", flush=True)
                 work = Path(tmp) / label
                 work.mkdir()
-                r = bench_tier(variant, store, blobs, device, warmup, steps, rounds, args.workers, work)
+                with graph_outcomes() as outcomes:
+                    r = bench_tier(variant, store, blobs, device, warmup, steps, rounds, args.workers, work)
+                if variant.cuda_graph and device.type == "cuda":
+                    label += graph_label(
+                        outcomes
+                    )  # a failed capture trains eagerly: say so beside the figure
                 r["tier"], r["cuda_graph"] = label, variant.cuda_graph
                 r["train_flops_per_image"] = flops["train"]
                 for side in ("delbench", "reference"):

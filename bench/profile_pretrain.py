@@ -33,6 +33,8 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench.evaluation_time import sync, with_steps  # noqa: E402
+from bench.graph_outcome import graph_outcomes  # noqa: E402
+from bench.graph_outcome import label as graph_label  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from evaluator.pretrain import pretrain  # noqa: E402
 from evaluator.tier import Tier, load_tier  # noqa: E402
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     images = rng.integers(0, 256, size=(max(256, tier.pretrain.batch_size), tier.resolution, tier.resolution, 3),
                           dtype=np.uint8)  # fmt: skip
     steps = ProfiledSteps(device, warmup, args.trace)
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, graph_outcomes() as outcomes:
         pretrain(images=images, indices=np.arange(len(images)), tier=with_steps(tier, pretrain_steps=total),
                  seed=0, device=device, work_dir=Path(work), progress=steps, log_every=10**9)  # fmt: skip
 
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"\nwall time {steps.wall_s / args.steps * 1e3:.1f} ms/step; {where} {busy_us / args.steps / 1e3:.1f} ms/step"
     )
+    if cuda and tier.cuda_graph and graph_label(outcomes):
+        print(f"!!{graph_label(outcomes)}: this profile is of the eager step")
     if cuda:
         print(
             f"device busy {busy_us / wall_us:.0%} of the wall time (well under 100 %: launch- or host-bound)"
@@ -149,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_s_per_step": steps.wall_s / args.steps,
         "busy_s_per_step": busy_us / args.steps / 1e6,
         "shares": {label: spent / busy_us for label, spent in per_category.items()},
+        "graph_captures": outcomes,
     }
 
 

@@ -30,6 +30,9 @@ from evaluator.tier import Tier
 
 log = logging.getLogger("delbench.pretrain")
 WARMUP_STEPS = 3
+# How each capture ended, as the first words of its log line (bench/ reads them to label its figures).
+CAPTURED = "CUDA graph captured"
+CAPTURE_FAILED = "CUDA graph capture of the MAE step failed"
 
 
 def capturable_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -93,8 +96,9 @@ class GraphedMAEStep:
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.static_loss = self._update()
             self.graph = graph
+            log.info("%s: the MAE step at batch %d replays as one graph", CAPTURED, len(batch))
         except Exception:  # noqa: BLE001 (any capture failure: fall back, never stop the run)
-            log.warning("CUDA graph capture of the MAE step failed; training eagerly", exc_info=True)
+            log.warning("%s; training eagerly", CAPTURE_FAILED, exc_info=True)
             self.failed = True
             self.graph = None
         finally:

@@ -29,11 +29,12 @@ def test_kernel_and_operator_names_fall_in_their_category(name, expected):
 
 def test_profile_of_micro_steps_on_cpu(tmp_path, capsys):
     trace = tmp_path / "trace.json"
-    result = main(["--device", "cpu", "--tier", "tests/tiers/micro.json", "--warmup", "1", "--steps", "2",
+    result = main(["--device", "cpu", "--tier", "tests/tiers/micro.json", "--warmup", "1", "--steps", "2", "--top", "200",
                    "--trace", str(trace)])  # fmt: skip
     out = capsys.readouterr().out
     assert result["tier"] == "micro" and result["wall_s_per_step"] > 0 and result["busy_s_per_step"] > 0
     assert sum(result["shares"].values()) == pytest.approx(1.0)
+    assert result["graph_captures"] == []  # no CUDA graph on CPU
     # The micro MAE's step has all four kinds of work: linear layers, attention, AdamW and the rest.
     assert all(share > 0 for share in result["shares"].values()), result["shares"]
     assert "| category |" in out and "aten::_fused_adamw_" in out

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.graph_outcome import graph_outcomes, label
 from bench.pretrain_throughput import variants
 from evaluator.tier import load_tier
 
@@ -102,3 +103,16 @@ def test_throughput_variants_add_the_graphed_step_on_cuda_only():
     assert [label for label, _ in variants(tier, torch.device("cpu"), graph=True)] == [""]
     graphed = variants(tier, cuda, graph=True)[1][1]
     assert graphed.pretrain == tier.pretrain and graphed.model == tier.model  # only the step's replay differs
+
+
+def test_graph_figures_say_when_the_step_did_not_replay_as_a_graph():
+    from evaluator.cuda_graph import CAPTURE_FAILED, CAPTURED, log
+
+    with graph_outcomes() as outcomes:
+        assert label(outcomes) == " [no CUDA graph captured: eager figures]"
+        log.info("%s: the MAE step at batch %d replays as one graph", CAPTURED, 16)  # as GraphedMAEStep logs
+        assert outcomes == ["captured"] and label(outcomes) == ""
+        log.warning("%s; training eagerly", CAPTURE_FAILED)
+    log.info("%s: after the block", CAPTURED)
+    assert outcomes == ["captured", "failed"]
+    assert label(outcomes) == " [CUDA graph capture FAILED: eager figures]"
