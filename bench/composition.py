@@ -11,7 +11,6 @@ pool made by `delbench synth`. No training: it explains a baselines table rather
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluator.baselines import METHODS, Options, RatioUnreachable, select  # noqa: E402
 from evaluator.baselines.features import FeaturesError, find_feature_set  # noqa: E402
 from evaluator.store import open_pool  # noqa: E402
+from evaluator.synth import disruptive_frames  # noqa: E402
 from evaluator.tier import load_tier  # noqa: E402
 
 
@@ -38,12 +38,7 @@ def main() -> int:
     args = parser.parse_args()
 
     pool = open_pool(args.pool)
-    truth_path = Path(args.pool) / "synth_truth.jsonl"
-    truth = {}
-    for line in truth_path.read_text().splitlines():
-        record = json.loads(line)
-        truth[record["id"]] = record["disruption"]
-    disruptive = np.array([truth[i] is not None for i in pool.ids])
+    disruptive = disruptive_frames(pool.path, pool.ids)
     video = np.array([r["video"] for r in pool.records])
     tier = load_tier(args.tier)
     try:

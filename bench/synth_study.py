@@ -2,8 +2,12 @@
 over several protocol seeds, with the seed-to-seed spread, in one run.
 
     python bench/synth_study.py --tier synth-tiny --seeds 0,1,2 [--device cuda] [--pool DIR]
+    python bench/synth_study.py --conditions random,clean,disruptive      # does frame quality matter?
 
 Full-pool pretraining must beat no pretraining by more than the spread, or the tier measures nothing.
+`clean` and `disruptive` draw the same number of frames at random among the pool's clean frames only or its
+disruptive frames only (from the generator's ground truth, which participants do not see): how far apart
+they land says how much a selection that avoids disruptive frames can gain on this pool.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluator.baselines.methods import Features, Options, select  # noqa: E402
 from evaluator.metrics import seed_sd  # noqa: E402
 from evaluator.protocol import evaluate  # noqa: E402
-from evaluator.selection import load_selection  # noqa: E402
+from evaluator.selection import ResolvedSelection, load_selection  # noqa: E402
 from evaluator.store import open_pool  # noqa: E402
-from evaluator.synth import generate  # noqa: E402
+from evaluator.synth import disruptive_frames, generate  # noqa: E402
 from evaluator.tier import load_tier  # noqa: E402
 
 
@@ -34,7 +40,9 @@ def main() -> None:
     parser.add_argument(
         "--tier", default="synth-tiny", help="a tier, or several separated by commas (compared)"
     )
-    parser.add_argument("--conditions", default="none,random,full", help="any of none, random, full")
+    parser.add_argument(
+        "--conditions", default="none,random,full", help="any of none, random, full, clean, disruptive"
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ratio", type=float, default=0.05)
     parser.add_argument(
@@ -53,14 +61,26 @@ def main() -> None:
     pool = open_pool(pool_dir)
     # The same subset as `delbench select --method random --ratio R` (seed 0), fixed across protocol seeds.
     subset = select("random", Features(size=pool.size), Options(ratio=args.ratio, seed=0)).indices
+
+    def selection_of(indices) -> ResolvedSelection:
+        return load_selection("\n".join(pool.ids[i] for i in indices).encode(), pool.index_of)
+
     conditions = {
         "none": ("no pretraining", None),
-        "random": (
-            f"random {args.ratio:.0%}",
-            load_selection("\n".join(pool.ids[i] for i in subset).encode(), pool.index_of),
-        ),
-        "full": ("full pool", load_selection("\n".join(pool.ids).encode(), pool.index_of)),
+        "random": (f"random {args.ratio:.0%}", selection_of(subset)),
+        "full": ("full pool", selection_of(range(pool.size))),
     }
+    if {"clean", "disruptive"} & set(args.conditions.split(",")):
+        disruptive = disruptive_frames(pool.path, pool.ids)
+        rng = np.random.default_rng(0)
+        for name, among in (("clean", ~disruptive), ("disruptive", disruptive)):
+            candidates = np.flatnonzero(among)
+            if len(subset) > len(candidates):
+                parser.error(
+                    f"--ratio {args.ratio}: {len(subset)} frames, but the pool has {len(candidates)} {name}"
+                )
+            drawn = np.sort(rng.choice(candidates, size=len(subset), replace=False))
+            conditions[name] = (f"{name} only {args.ratio:.0%}", selection_of(drawn))
     raw: dict[str, list[dict]] = {}
     for tier in tiers:
         for name in args.conditions.split(","):

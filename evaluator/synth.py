@@ -283,6 +283,19 @@ def generate(
     }
 
 
+def disruptive_frames(pool_dir: Path, ids: list[str]) -> np.ndarray:
+    """Boolean [len(ids)]: which frames of a pool made by `generate` are disruptive (blurred, dark, over-exposed,
+    bubbles), read from the pool's ground truth. For analysis only: participants see the manifest, not this."""
+    path = Path(pool_dir) / "synth_truth.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: only a pool made by `delbench synth` has ground truth")
+    truth = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        truth[record["id"]] = record["disruption"] is not None
+    return np.array([truth[i] for i in ids])
+
+
 def _assign_sources(seed: int, n_videos: int) -> list[str]:
     rng = _rng(seed, "sources")
     names = [s for s, _ in SOURCES]

@@ -2,9 +2,10 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from evaluator.store import TASK_NAMES, list_tasks, open_pool, open_task
-from evaluator.synth import DISRUPTIVE_SHARE, FRAMES_PER_VIDEO, generate
+from evaluator.synth import DISRUPTIVE_SHARE, FRAMES_PER_VIDEO, disruptive_frames, generate
 
 
 def test_same_seed_same_bytes(tmp_path, small_pool):
@@ -67,3 +68,16 @@ def test_eight_tasks_with_binary_masks(small_pool):
             assert set(np.unique(split.masks)) <= {0, 1}
             assert 0.0 < split.masks.mean() < 0.6  # every split has foreground, and it is not everything
     assert kinds == {"polyp", "instrument"}
+
+
+def test_disruptive_frames_reads_the_ground_truth_in_the_ids_order(small_pool, tmp_path):
+    pool = open_pool(small_pool)
+    truth = {
+        t["id"]: t["disruption"] is not None
+        for t in map(json.loads, (small_pool / "synth_truth.jsonl").read_text().splitlines())
+    }
+    ids = list(reversed(pool.ids))
+    flags = disruptive_frames(small_pool, ids)
+    assert flags.dtype == bool and flags.tolist() == [truth[i] for i in ids] and 0 < flags.sum() < len(ids)
+    with pytest.raises(FileNotFoundError, match="only a pool made by `delbench synth` has ground truth"):
+        disruptive_frames(tmp_path, ids)
