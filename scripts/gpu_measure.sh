@@ -4,7 +4,7 @@
 #   throughput: DELBench vs the reference and MFU for each GPU tier as it is (OUT/pretrain_throughput.json),
 #               then the evaluation-time arithmetic from those rates; under 4 min on an H100 in session 1
 #   graph:      the same, each tier as is and with the step replayed as one CUDA graph, side by side
-#               (OUT/pretrain_throughput_graph.json); not yet timed
+#               (OUT/pretrain_throughput_graph.json), and the evaluation time with each; not yet timed
 #   profile:    where paper-fast's and paper's steps spend their time, eager and graphed
 #   tests:      the GPU-only tests (the CUDA graph trains as the eager step; baselines on CUDA match CPU)
 # Usage: scripts/gpu_measure.sh [OUT] [throughput|graph|profile|tests|all]   (default: all). Each part is
@@ -30,6 +30,8 @@ if [ "$part" = throughput ] || [ "$part" = all ]; then
 fi
 if [ "$part" = graph ] || [ "$part" = all ]; then
   step python bench/pretrain_throughput.py --quick --json "$out/pretrain_throughput_graph.json"
+  [ -f "$out/pretrain_throughput_graph.json" ] &&  # prints the graphed total beside the eager one
+    step python bench/evaluation_time.py --pretrain-from "$out/pretrain_throughput_graph.json" --steps 20
 fi
 if [ "$part" = profile ] || [ "$part" = all ]; then
   for tier in paper-fast paper; do
