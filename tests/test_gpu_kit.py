@@ -116,3 +116,14 @@ def test_graph_figures_say_when_the_step_did_not_replay_as_a_graph():
     log.info("%s: after the block", CAPTURED)
     assert outcomes == ["captured", "failed"]
     assert label(outcomes) == " [CUDA graph capture FAILED: eager figures]"
+
+
+def test_gpu_measure_names_its_parts(tmp_path):
+    done = subprocess.run(
+        ["bash", "scripts/gpu_measure.sh", str(tmp_path), "throughputs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "unknown part 'throughputs': throughput, graph, profile, tests or all"
