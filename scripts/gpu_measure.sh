@@ -9,7 +9,8 @@
 #   tests:      the GPU-only tests (the CUDA graph trains as the eager step; baselines on CUDA match CPU)
 # Usage: scripts/gpu_measure.sh [OUT] [throughput|graph|profile|tests|all]   (default: all). Each part is
 # meant to fit a 10-minute device call; the log and the JSON are written as each case ends, so a part cut
-# off at its limit still returns what it measured.
+# off at its limit still returns what it measured. With 30 minutes of device time: graph, profile, tests
+# (graph holds throughput's figures too; throughput is the fallback).
 set -uo pipefail
 out=$(realpath -m "${1:-${OUT:?usage: scripts/gpu_measure.sh OUT [PART]}}")
 part=${2:-all}
