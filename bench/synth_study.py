@@ -3,11 +3,14 @@ over several protocol seeds, with the seed-to-seed spread, in one run.
 
     python bench/synth_study.py --tier synth-tiny --seeds 0,1,2 [--device cuda] [--pool DIR]
     python bench/synth_study.py --conditions random,clean,disruptive      # does frame quality matter?
+    python bench/synth_study.py --conditions random,spread                # does covering every video?
 
 Full-pool pretraining must beat no pretraining by more than the spread, or the tier measures nothing.
 `clean` and `disruptive` draw the same number of frames at random among the pool's clean frames only or its
 disruptive frames only (from the generator's ground truth, which participants do not see): how far apart
-they land says how much a selection that avoids disruptive frames can gain on this pool.
+they land says how much a selection that avoids disruptive frames can gain on this pool. `spread` takes one
+random frame of every video first, then the rest at random: the most even coverage of the videos (a uniform
+random draw misses some), so its distance from `random` says what covering more videos is worth.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ def main() -> None:
         "--tier", default="synth-tiny", help="a tier, or several separated by commas (compared)"
     )
     parser.add_argument(
-        "--conditions", default="none,random,full", help="any of none, random, full, clean, disruptive"
+        "--conditions",
+        default="none,random,full",
+        help="any of none, random, full, clean, disruptive, spread",
     )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ratio", type=float, default=0.05)
@@ -81,6 +86,21 @@ def main() -> None:
                 )
             drawn = np.sort(rng.choice(candidates, size=len(subset), replace=False))
             conditions[name] = (f"{name} only {args.ratio:.0%}", selection_of(drawn))
+    if "spread" in args.conditions.split(","):
+        rng = np.random.default_rng(0)
+        videos: dict[str, list[int]] = {}
+        for i, record in enumerate(pool.records):
+            videos.setdefault(record["video"], []).append(i)
+        if len(subset) < len(videos):
+            parser.error(f"--ratio {args.ratio}: {len(subset)} frames cannot cover {len(videos)} videos")
+        one_each = np.array([rng.choice(frames) for frames in videos.values()])
+        rest = rng.choice(
+            np.setdiff1d(np.arange(pool.size), one_each), len(subset) - len(one_each), replace=False
+        )
+        conditions["spread"] = (
+            f"one per video {args.ratio:.0%}",
+            selection_of(np.sort(np.r_[one_each, rest])),
+        )
     raw: dict[str, list[dict]] = {}
     for tier in tiers:
         for name in args.conditions.split(","):
