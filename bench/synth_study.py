@@ -30,10 +30,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluator.baselines.methods import Features, Options, select  # noqa: E402
 from evaluator.metrics import seed_sd  # noqa: E402
 from evaluator.protocol import evaluate  # noqa: E402
-from evaluator.selection import ResolvedSelection, load_selection  # noqa: E402
-from evaluator.store import open_pool  # noqa: E402
+from evaluator.selection import load_selection  # noqa: E402
+from evaluator.store import Pool, open_pool  # noqa: E402
 from evaluator.synth import disruptive_frames, generate  # noqa: E402
 from evaluator.tier import load_tier  # noqa: E402
+
+
+def subsets(pool: Pool, ratio: float, names: list[str]) -> dict[str, tuple[str, np.ndarray | None]]:
+    """(label, pool rows or None for no pretraining) of each condition named; every draw is seeded, so the
+    subsets are the same in every run and for every protocol seed."""
+    unknown = set(names) - {"none", "random", "full", "clean", "disruptive", "spread"}
+    if unknown:
+        raise ValueError(f"--conditions: unknown {', '.join(sorted(unknown))}")
+    # The same subset as `delbench select --method random --ratio R` (seed 0).
+    subset = select("random", Features(size=pool.size), Options(ratio=ratio, seed=0)).indices
+    chosen = {
+        "none": ("no pretraining", None),
+        "random": (f"random {ratio:.0%}", np.asarray(subset)),
+        "full": ("full pool", np.arange(pool.size)),
+    }
+    if {"clean", "disruptive"} & set(names):
+        disruptive = disruptive_frames(pool.path, pool.ids)
+        rng = np.random.default_rng(0)
+        for name, among in (("clean", ~disruptive), ("disruptive", disruptive)):
+            candidates = np.flatnonzero(among)
+            if len(subset) > len(candidates):
+                raise ValueError(
+                    f"--ratio {ratio}: {len(subset)} frames, but the pool has {len(candidates)} {name}"
+                )
+            chosen[name] = (
+                f"{name} only {ratio:.0%}",
+                np.sort(rng.choice(candidates, len(subset), replace=False)),
+            )
+    if "spread" in names:
+        rng = np.random.default_rng(0)
+        videos: dict[str, list[int]] = {}
+        for i, record in enumerate(pool.records):
+            videos.setdefault(record["video"], []).append(i)
+        if len(subset) < len(videos):
+            raise ValueError(f"--ratio {ratio}: {len(subset)} frames cannot cover {len(videos)} videos")
+        one_each = np.array([rng.choice(frames) for frames in videos.values()])
+        rest = rng.choice(
+            np.setdiff1d(np.arange(pool.size), one_each), len(subset) - len(one_each), replace=False
+        )
+        chosen["spread"] = (f"one per video {ratio:.0%}", np.sort(np.r_[one_each, rest]))
+    return {name: chosen[name] for name in names}
 
 
 def main() -> None:
@@ -64,43 +105,14 @@ def main() -> None:
     if args.pool is None:
         generate(pool_dir, seed=0, size=4800, resolution=tier.resolution)
     pool = open_pool(pool_dir)
-    # The same subset as `delbench select --method random --ratio R` (seed 0), fixed across protocol seeds.
-    subset = select("random", Features(size=pool.size), Options(ratio=args.ratio, seed=0)).indices
-
-    def selection_of(indices) -> ResolvedSelection:
-        return load_selection("\n".join(pool.ids[i] for i in indices).encode(), pool.index_of)
-
+    try:
+        chosen = subsets(pool, args.ratio, args.conditions.split(","))
+    except ValueError as exc:
+        parser.error(str(exc))
     conditions = {
-        "none": ("no pretraining", None),
-        "random": (f"random {args.ratio:.0%}", selection_of(subset)),
-        "full": ("full pool", selection_of(range(pool.size))),
-    }
-    if {"clean", "disruptive"} & set(args.conditions.split(",")):
-        disruptive = disruptive_frames(pool.path, pool.ids)
-        rng = np.random.default_rng(0)
-        for name, among in (("clean", ~disruptive), ("disruptive", disruptive)):
-            candidates = np.flatnonzero(among)
-            if len(subset) > len(candidates):
-                parser.error(
-                    f"--ratio {args.ratio}: {len(subset)} frames, but the pool has {len(candidates)} {name}"
-                )
-            drawn = np.sort(rng.choice(candidates, size=len(subset), replace=False))
-            conditions[name] = (f"{name} only {args.ratio:.0%}", selection_of(drawn))
-    if "spread" in args.conditions.split(","):
-        rng = np.random.default_rng(0)
-        videos: dict[str, list[int]] = {}
-        for i, record in enumerate(pool.records):
-            videos.setdefault(record["video"], []).append(i)
-        if len(subset) < len(videos):
-            parser.error(f"--ratio {args.ratio}: {len(subset)} frames cannot cover {len(videos)} videos")
-        one_each = np.array([rng.choice(frames) for frames in videos.values()])
-        rest = rng.choice(
-            np.setdiff1d(np.arange(pool.size), one_each), len(subset) - len(one_each), replace=False
-        )
-        conditions["spread"] = (
-            f"one per video {args.ratio:.0%}",
-            selection_of(np.sort(np.r_[one_each, rest])),
-        )
+        name: (label, None if rows is None else load_selection("\n".join(pool.ids[i] for i in rows).encode(), pool.index_of))
+        for name, (label, rows) in chosen.items()
+    }  # fmt: skip
     raw: dict[str, list[dict]] = {}
     for tier in tiers:
         for name in args.conditions.split(","):
