@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.admin_schemas import Changed
 from app.models import AuditLog, Team
 
 ADMIN_TOKEN_ACTOR = "admin-token"  # the settings' DELBENCH_ADMIN_TOKEN, which belongs to no team
@@ -31,6 +32,16 @@ def record(
     session.add(entry)
     session.flush()
     return entry
+
+
+def commit_change(
+    *, session: Session, actor: Team | str | None, action: str, target: str, reason: str, changes: dict
+) -> Changed:
+    """Record a change made in the caller's transaction, commit the two together, and describe it for the
+    API's answer (what changed, and the audit entry that says who and why)."""
+    entry = record(session=session, actor=actor, action=action, target=target, reason=reason, detail=changes)
+    session.commit()
+    return Changed(target=target, changes=changes, audit_id=entry.id)
 
 
 def entries(*, session: Session, limit: int = 100, target: str | None = None) -> list[AuditLog]:

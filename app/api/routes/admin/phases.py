@@ -84,12 +84,10 @@ def edit_benchmark(slug: str, body: BenchmarkEdit, session: SessionDep, admin: A
         if value is not None and getattr(benchmark, name) != value:
             changes[name] = [getattr(benchmark, name), value]
             setattr(benchmark, name, value)
-    entry = audit.record(
+    return audit.commit_change(
         session=session, actor=admin, action="edit_benchmark", target=f"benchmark:{slug}",
-        reason=body.reason, detail=changes,
+        reason=body.reason, changes=changes,
     )  # fmt: skip
-    session.commit()
-    return Changed(target=f"benchmark:{slug}", changes=changes, audit_id=entry.id)
 
 
 @router.get("/phases", response_model=list[AdminPhaseOut])
@@ -130,12 +128,10 @@ def edit_phase(slug: str, body: PhaseEdit, session: SessionDep, admin: AdminDep)
         if required in changes and changes[required] is None:
             raise ApiError(422, "field", f"{required} cannot be null")
     diff = update_phase(session=session, phase=phase, changes=changes)
-    entry = audit.record(
+    return audit.commit_change(
         session=session, actor=admin, action="edit_phase", target=f"phase:{slug}", reason=body.reason,
-        detail=diff,
+        changes=diff,
     )  # fmt: skip
-    session.commit()
-    return Changed(target=f"phase:{slug}", changes=diff, audit_id=entry.id)
 
 
 @router.post("/phases/{slug}/publish", response_model=Changed)
@@ -143,12 +139,10 @@ def publish(slug: str, body: Reason, session: SessionDep, admin: AdminDep) -> Ch
     """Make a hidden phase's results public: every team's scores appear on the board."""
     phase = get_phase(session=session, slug=slug)
     diff = update_phase(session=session, phase=phase, changes={"published": True})
-    entry = audit.record(
+    return audit.commit_change(
         session=session, actor=admin, action="publish_phase", target=f"phase:{slug}", reason=body.reason,
-        detail=diff,
+        changes=diff,
     )  # fmt: skip
-    session.commit()
-    return Changed(target=f"phase:{slug}", changes=diff, audit_id=entry.id)
 
 
 @router.post("/phases/{slug}/rerun", response_model=Rerun)

@@ -51,10 +51,10 @@ def cancel(submission_id: int, body: Reason, session: SessionDep, admin: AdminDe
     submission = moderation.get_submission(session=session, submission_id=submission_id)
     before = submission.status.value
     moderation.cancel(session=session, submission=submission, reason=body.reason)
-    target = f"submission:{submission_id}"
-    entry = audit.record(session=session, actor=admin, action="cancel", target=target, reason=body.reason)
-    session.commit()
-    return Changed(target=target, changes={"status": [before, "cancelled"]}, audit_id=entry.id)
+    return audit.commit_change(
+        session=session, actor=admin, action="cancel", target=f"submission:{submission_id}",
+        reason=body.reason, changes={"status": [before, "cancelled"]},
+    )  # fmt: skip
 
 
 @router.post("/{submission_id}/rerun", response_model=Rerun)
@@ -82,9 +82,7 @@ def moderate(submission_id: int, body: Moderation, session: SessionDep, admin: A
         session=session, submission=submission, hidden=body.hidden, disqualified=body.disqualified,
         reason=body.reason,
     )  # fmt: skip
-    target = f"submission:{submission_id}"
-    entry = audit.record(
-        session=session, actor=admin, action="moderate", target=target, reason=body.reason, detail=diff
-    )
-    session.commit()
-    return Changed(target=target, changes=diff, audit_id=entry.id)
+    return audit.commit_change(
+        session=session, actor=admin, action="moderate", target=f"submission:{submission_id}",
+        reason=body.reason, changes=diff,
+    )  # fmt: skip

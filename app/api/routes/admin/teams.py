@@ -68,12 +68,10 @@ def edit_team(name: str, body: TeamEdit, session: SessionDep, admin: AdminDep) -
     team = get_team(session=session, name=name)
     diff = {"disabled": [team.disabled, body.disabled]} if team.disabled != body.disabled else {}
     team.disabled = body.disabled
-    entry = audit.record(
+    return audit.commit_change(
         session=session, actor=admin, action="disable_team" if body.disabled else "enable_team",
-        target=f"team:{name}", reason=body.reason, detail=diff,
+        target=f"team:{name}", reason=body.reason, changes=diff,
     )  # fmt: skip
-    session.commit()
-    return Changed(target=f"team:{name}", changes=diff, audit_id=entry.id)
 
 
 @router.post("/{name}/rekey", response_model=TokenOut)
