@@ -77,9 +77,11 @@ class ProfiledSteps:
                 self.profiler.export_chrome_trace(str(self.trace))
 
 
-def breakdown(events, *, device_type: str) -> tuple[dict[str, float], list[tuple[str, float]]]:
-    """Self time (µs) per category and per name, over the events that ran on `device_type` ("cpu"/"cuda")."""
+def breakdown(events, *, device_type: str) -> tuple[dict[str, float], list[tuple[str, float]], int]:
+    """Self time (µs) per category and per name, over the events that ran on `device_type` ("cpu"/"cuda"),
+    and how many such events (kernels on CUDA, operator calls on CPU) took any time."""
     per_name: dict[str, float] = {}
+    calls = 0
     for event in events:
         on_device = device_type == "cuda" and event.device_type == torch.autograd.DeviceType.CUDA
         if device_type == "cuda" and not on_device:
@@ -87,10 +89,11 @@ def breakdown(events, *, device_type: str) -> tuple[dict[str, float], list[tuple
         spent = event.self_device_time_total if device_type == "cuda" else event.self_cpu_time_total
         if spent > 0:
             per_name[event.key] = per_name.get(event.key, 0.0) + spent
+            calls += event.count
     per_category = {label: 0.0 for label, _ in CATEGORIES} | {"other": 0.0}
     for name, spent in per_name.items():
         per_category[category(name)] += spent
-    return per_category, sorted(per_name.items(), key=lambda item: -item[1])
+    return per_category, sorted(per_name.items(), key=lambda item: -item[1]), calls
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                  seed=0, device=device, work_dir=Path(work), progress=steps, log_every=10**9)  # fmt: skip
 
     events = steps.profiler.key_averages()
-    per_category, per_name = breakdown(events, device_type="cuda" if cuda else "cpu")
+    per_category, per_name, calls = breakdown(events, device_type="cuda" if cuda else "cpu")
     busy_us = sum(per_category.values())
     wall_us = steps.wall_s * 1e6
     where = "device (kernel) time" if cuda else "CPU self time, all threads"
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if cuda and tier.cuda_graph and graph_label(outcomes):
         print(f"!!{graph_label(outcomes)}: this profile is of the eager step")
+    # Launched one by one from Python, each kernel costs the host microseconds: with few FLOPs a kernel (batch
+    # 16), kernels per step x a few µs near the wall time per step means the launches set the pace.
+    print(f"{calls / args.steps:,.0f} {'kernels' if cuda else 'operator calls'} per step")
     if cuda:
         print(
             f"device busy {busy_us / wall_us:.0%} of the wall time (well under 100 %: launch- or host-bound)"
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         "busy_s_per_step": busy_us / args.steps / 1e6,
         "shares": {label: spent / busy_us for label, spent in per_category.items()},
         "graph_captures": outcomes,
+        "calls_per_step": calls / args.steps,
     }
 
 

@@ -35,6 +35,7 @@ def test_profile_of_micro_steps_on_cpu(tmp_path, capsys):
     assert result["tier"] == "micro" and result["wall_s_per_step"] > 0 and result["busy_s_per_step"] > 0
     assert sum(result["shares"].values()) == pytest.approx(1.0)
     assert result["graph_captures"] == []  # no CUDA graph on CPU
+    assert result["calls_per_step"] > 100 and "operator calls per step" in out  # a micro MAE step: hundreds
     # The micro MAE's step has all four kinds of work: linear layers, attention, AdamW and the rest.
     assert all(share > 0 for share in result["shares"].values()), result["shares"]
     assert "| category |" in out and "aten::_fused_adamw_" in out
