@@ -37,7 +37,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -55,6 +54,7 @@ from bench.graph_outcome import label as graph_label  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench.reference_mae import ReferenceTrainer, encode_images  # noqa: E402
 from evaluator.pretrain import pretrain  # noqa: E402
+from evaluator.store import write_json_atomic  # noqa: E402
 from evaluator.synth import render_video  # noqa: E402
 from evaluator.tier import Tier, load_tier  # noqa: E402
 
@@ -290,10 +290,8 @@ def main() -> int:
                 work.mkdir()
                 with graph_outcomes() as outcomes:
                     r = bench_tier(variant, store, blobs, device, warmup, steps, rounds, args.workers, work)
-                if variant.cuda_graph and device.type == "cuda":
-                    label += graph_label(
-                        outcomes
-                    )  # a failed capture trains eagerly: say so beside the figure
+                if variant.cuda_graph and device.type == "cuda":  # a failed capture trained eagerly: say so
+                    label += graph_label(outcomes)
                 r["tier"], r["cuda_graph"] = label, variant.cuda_graph
                 r["train_flops_per_image"] = flops["train"]
                 for side in ("delbench", "reference"):
@@ -329,9 +327,7 @@ def write_json(path: Path, device: str, peak: float, peak_what: str, results: li
         "peak": peak_what,
         "cases": results,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
+    write_json_atomic(path, doc)
 
 
 def print_case(r: dict) -> None:

@@ -53,6 +53,14 @@ def _tmp_sibling(dest: Path, tag: str) -> Path:
     return dest.with_name(f".{dest.name}.{tag}-{uuid.uuid4().hex[:8]}")
 
 
+def write_json_atomic(path: Path, doc) -> None:
+    """Write `doc` as indented JSON to `path` through a temporary sibling: readers see the old file or the
+    new one, never half of it."""
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def swap_into_place(staging: Path, dest: Path) -> None:
     """Replace `dest` by the fully written `staging` folder: the old one is moved aside, then deleted."""
     old = None

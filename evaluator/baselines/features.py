@@ -21,7 +21,7 @@ import numpy as np
 
 from evaluator.baselines.methods import Features
 from evaluator.selection import selection_hash
-from evaluator.store import Pool
+from evaluator.store import Pool, write_json_atomic
 
 FEATURES_FORMAT = "delbench-features/1"
 
@@ -122,9 +122,7 @@ def write_feature_set(
     _atomic_save(folder / f"{key}.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
     if losses is not None:
         _atomic_save(folder / f"{key}.loss.npy", np.ascontiguousarray(losses, dtype=np.float32))
-    tmp = folder / f".{key}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, folder / f"{key}.json")
+    write_json_atomic(folder / f"{key}.json", meta)
     return find_feature_set(pool.path, key=key)
 
 

@@ -24,7 +24,7 @@ from evaluator.baselines.embed import embed_pool, full_pool_selection
 from evaluator.baselines.methods import METHODS, Features, Options, RatioUnreachable, select
 from evaluator.metrics import seed_sd
 from evaluator.selection import ResolvedSelection, selection_hash
-from evaluator.store import Pool
+from evaluator.store import Pool, write_json_atomic
 from evaluator.tier import Tier
 
 TABLE_FORMAT = "delbench-baselines/1"
@@ -122,7 +122,7 @@ def run_baselines(
     )
 
     json_path = out_dir / "baselines.json"
-    done = _previous_rows(json_path)
+    done = _previous_rows(out_dir)
     rows: list[dict] = []
     started = time.perf_counter()
     evaluated = 0
@@ -337,9 +337,9 @@ def _move_one_seed_table(out_dir: Path, seeds: list[int]) -> int | None:
     return doc["seed"]
 
 
-def _previous_rows(path: Path) -> dict[str, dict]:
+def _previous_rows(out_dir: Path) -> dict[str, dict]:
     """The rows already evaluated in OUT's table (`check_out_dir` made sure it is this tier's and seed's)."""
-    doc = _table_in(path.parent)
+    doc = _table_in(out_dir)
     return {row["selection_hash"]: row for row in doc.get("rows", [])} if doc else {}
 
 
@@ -356,9 +356,7 @@ def _write_json(
         "pool_size": pool.size,
         "rows": rows,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)
 
 
 def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool, seeds: list[int] | None = None) -> str:
