@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument(
         "--pool", type=Path, help="existing synthetic pool (default: generate one, seed 0, size 4800)"
     )
+    parser.add_argument(
+        "--pool-version", type=int, default=2, help="version of the pool generated without --pool (default 2)"
+    )
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
@@ -103,7 +106,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="delbench-study-"))
     pool_dir = args.pool or work / "pool"
     if args.pool is None:
-        generate(pool_dir, seed=0, size=4800, resolution=tier.resolution)
+        generate(pool_dir, seed=0, size=4800, resolution=tier.resolution, version=args.pool_version)
     pool = open_pool(pool_dir)
     try:
         chosen = subsets(pool, args.ratio, args.conditions.split(","))

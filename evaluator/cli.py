@@ -58,6 +58,14 @@ def cmd_synth(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=4800, help="number of pool frames (default 4800)")
     parser.add_argument(
+        "--version",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2 (default): redundancy structured like the real pool (single shots, videos of uneven length, "
+        "long capsule videos, copies, rare pathology); 1: the uniform pool of 24-frame videos",
+    )
+    parser.add_argument(
         "--resolution", type=int, default=64, help="stored image side in pixels (default 64, synth-tiny's)"
     )
     args = parser.parse_args(argv)
@@ -75,7 +83,12 @@ def cmd_synth(argv: list[str]) -> int:
         bar.refresh()
 
     summary = generate(
-        args.out, seed=args.seed, size=args.size, resolution=args.resolution, progress=progress
+        args.out,
+        seed=args.seed,
+        size=args.size,
+        resolution=args.resolution,
+        version=args.version,
+        progress=progress,
     )
     bar.close()
     print(json.dumps(summary, indent=2))

@@ -14,7 +14,7 @@ from evaluator.synth import generate
 @pytest.fixture(scope="module")
 def pool_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("pool") / "pool"
-    generate(out, seed=0, size=96, resolution=32)
+    generate(out, seed=0, size=96, resolution=32, version=1)  # 4 videos of 24 frames
     pool = open_pool(out)
     rng = np.random.default_rng(0)
     # Frames of a video share a direction, so the dedup methods have near duplicates to find.

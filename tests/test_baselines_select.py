@@ -60,7 +60,7 @@ def pool():
 
 def test_meddel_drops_planted_duplicates_and_outliers(pool):
     features, kind, group = pool
-    selected = select("meddel", features, Options(eta=0.9, eps=0.5, k=12))
+    selected = select("meddel", features, Options(eta=0.9, k=12))  # the paper's eps, Euclidean
     precision, recall = planted_scores(selected.indices, kind, group, outliers_planted=True)
     print(f"meddel planted set: precision {precision:.3f} recall {recall:.3f} ({selected.info})")
     assert precision >= 0.95 and recall >= 0.95
@@ -95,7 +95,7 @@ def test_planted_go_before_any_distinct_point(pool, method):
     n_planted = int((kind == "copy").sum()) + (int((kind == "outlier").sum()) if method == "meddel" else 0)
     n = features.size
     for n_drop in (n_planted // 2, n_planted, n_planted + 30):
-        selected = select(method, features, Options(ratio=(n - n_drop) / n, eps=0.5, k=12))
+        selected = select(method, features, Options(ratio=(n - n_drop) / n, k=12))
         precision, recall = planted_scores(selected.indices, kind, group, outliers_planted=method == "meddel")
         print(
             f"{method} dropping {n - selected.n} (planted {n_planted}): precision {precision:.3f} recall {recall:.3f}"

@@ -7,10 +7,19 @@ import pytest
 
 from bench.synth_study import subsets
 from evaluator.store import open_pool
-from evaluator.synth import disruptive_frames
+from evaluator.synth import disruptive_frames, generate
 
 
-def test_each_condition_draws_what_it_says(small_pool):
+@pytest.fixture(scope="module")
+def v1_pool(tmp_path_factory):
+    """The study's conditions were written for the uniform pool (version 1) and are checked on it."""
+    out = tmp_path_factory.mktemp("v1") / "pool"
+    generate(out, seed=0, size=480, resolution=32, version=1)
+    return out
+
+
+def test_each_condition_draws_what_it_says(v1_pool):
+    small_pool = v1_pool
     pool = open_pool(small_pool)
     chosen = subsets(pool, 0.5, ["none", "random", "full"])
     assert chosen["none"] == ("no pretraining", None)
@@ -36,8 +45,8 @@ def test_each_condition_draws_what_it_says(small_pool):
     assert np.array_equal(again["spread"][1], spread) and np.array_equal(again["clean"][1], clean)
 
 
-def test_impossible_conditions_are_one_clear_error(small_pool):
-    pool = open_pool(small_pool)
+def test_impossible_conditions_are_one_clear_error(v1_pool):
+    pool = open_pool(v1_pool)
     with pytest.raises(ValueError, match="cannot cover 20 videos"):
         subsets(pool, 0.02, ["spread"])
     with pytest.raises(ValueError, match="unknown bogus"):

@@ -62,7 +62,15 @@ def select_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seeds k-means and random draws (default 0)")
     parser.add_argument("--k", type=int, help="k-means clusters (default sqrt(N))")
     parser.add_argument(
-        "--eps", type=float, help="meddel: outlier cut, cosine distance to the centroid (default 0.9)"
+        "--eps",
+        type=float,
+        help="meddel: outlier cut on the distance to the cluster's centre (default 0.9, the paper's)",
+    )
+    parser.add_argument(
+        "--outlier-distance",
+        choices=("euclidean", "cosine"),
+        default="euclidean",
+        help="meddel: read that distance as |F - C| of unit vectors (default) or as 1 - cos(F, C)",
     )
     parser.add_argument(
         "--outlier-share",
@@ -123,6 +131,7 @@ def run_select(argv: list[str]) -> int:
             k=args.k,
             eps=MEDDEL_EPS if args.eps is None else args.eps,
             outlier_share=args.outlier_share,
+            outlier_distance=args.outlier_distance,
             eta=args.eta,
             keep=args.keep,
             kmeans_backend=args.kmeans,
@@ -146,7 +155,16 @@ def describe(selected, *, asked: float | None, out: Path | None = None) -> str:
     head += f", asked {asked:.2%})" if asked is not None else ")"
     details = [
         f"{k} = {info[k]}"
-        for k in ("k", "eps", "outlier_share", "outliers", "eta", "keep", "kmeans_backend")
+        for k in (
+            "k",
+            "eps",
+            "outlier_distance",
+            "outlier_share",
+            "outliers",
+            "eta",
+            "keep",
+            "kmeans_backend",
+        )
         if info.get(k) is not None
     ]
     return head + (f"; {', '.join(details)}" if details else "") + (f" -> {out}" if out else "")
@@ -257,6 +275,12 @@ def baselines_parser() -> argparse.ArgumentParser:
         "--no-reference-rows", action="store_true", help="skip the full-pool and no-pretraining rows"
     )
     parser.add_argument(
+        "--truth-rows",
+        action="store_true",
+        help="a synthetic pool only: add an oracle (clean, no copies, spread over videos) and a "
+        "disruptive-only row at each ratio, made from its ground truth: the ceiling and the floor",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no progress bars (the per-evaluation lines stay)"
     )
     return parser
@@ -297,10 +321,11 @@ def run_baselines(argv: list[str]) -> int:
             cache_dir=args.cache or default_cache_dir(),
             device=args.device,
             reference_rows=not args.no_reference_rows,
+            truth_rows=args.truth_rows,
             progress=StageProgress(enabled=not args.quiet),
             log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
-    except (FeaturesError, SelectError, StoreError, ValueError) as exc:
+    except (FeaturesError, SelectError, StoreError, ValueError, FileNotFoundError) as exc:
         return _fail("baselines", str(exc))
     print(table.markdown)
     print(f"wrote {args.out / 'baselines.md'} and {args.out / 'baselines.json'}")

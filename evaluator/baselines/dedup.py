@@ -114,26 +114,59 @@ def pairwise_max_similarity(
     return out
 
 
+OUTLIER_DISTANCES = ("euclidean", "cosine")
+
+
+def outlier_distance(shape: np.ndarray, labels: np.ndarray, k: int, metric: str = "euclidean") -> np.ndarray:
+    """float32 [N]: each point's distance to its cluster's centre in the unit-norm descriptor `shape`.
+
+    The centre of a cluster is the normalised mean of its members' `shape` vectors, so the clusters may come
+    from another descriptor (k-means runs on the embeddings). `metric`: "euclidean", |F - C| in [0, 2] (the
+    reading Algorithm 1's `dis` takes here: it keeps `dis` apart from the `cos` of its pairwise step), or
+    "cosine", 1 - cos(F, C), also in [0, 2], which is the stricter-looking but far looser cut at the same eps
+    (|F - C| = sqrt(2 (1 - cos)), so eps = 0.9 as a cosine distance is a Euclidean cut at 1.34).
+    """
+    if metric not in OUTLIER_DISTANCES:
+        raise ValueError(f"outlier distance {metric!r}: choose from {', '.join(OUTLIER_DISTANCES)}")
+    centres = np.zeros((k, shape.shape[1]), dtype=np.float64)
+    np.add.at(centres, labels, shape.astype(np.float64))
+    norms = np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = centres / np.maximum(norms, 1e-12)
+    cos = np.clip(np.einsum("nd,nd->n", shape.astype(np.float64), centres[labels]), -1.0, 1.0)
+    distance = np.sqrt(2.0 - 2.0 * cos) if metric == "euclidean" else 1.0 - cos
+    return distance.astype(np.float32)
+
+
 def dedup_scores(
     x: np.ndarray,
     clustering: Clustering,
     *,
     eps: float | None,
     nearest_first: bool = True,
+    pairs: np.ndarray | None = None,
+    shape: np.ndarray | None = None,
+    metric: str = "euclidean",
     device: str | None = None,
     progress=None,
-) -> tuple[PairwiseScores, np.ndarray]:
-    """The pairwise scores of unit-norm embeddings `x`, and each point's cosine distance to its centroid.
+) -> tuple[PairwiseScores, np.ndarray | None]:
+    """The pairwise scores, and each point's outlier distance (None without an outlier step).
 
-    `eps`: points whose cosine distance 1 - cos(F, C) to their centroid exceeds it are outliers, dropped
-    first and left out of the pairs (MedDEL lines 5-6; None = no outlier step, as in SemDeDup). An outlier
-    can never delete an inlier, since it is farther from the centroid than every inlier, so leaving it out
-    changes nothing else.
+    `x`: the unit-norm embeddings k-means clustered; they set the keep-preference order (nearness to the
+    centroid). `pairs`: the unit-norm descriptor whose cosine the duplicate step compares (default `x`).
+    `shape`: the one the outlier test measures (default `x`). `eps`: points farther than it from their
+    cluster's centre (`outlier_distance`) are outliers, dropped first and left out of the pairs (MedDEL
+    lines 5-6; None = no outlier step, as in SemDeDup). Leaving them out changes nothing else, since
+    Algorithm 1 deletes them whatever their pairs.
     """
     cos = clustering.cosine_to_centroid(x)
-    distance = 1.0 - cos
-    excluded = distance > eps if eps is not None else np.zeros(len(x), dtype=bool)
+    distance = None
+    excluded = np.zeros(len(x), dtype=bool)
+    if eps is not None:
+        distance = outlier_distance(x if shape is None else shape, clustering.labels, clustering.k, metric)
+        excluded = distance > eps
     order = keep_order(cos, clustering.labels, nearest_first=nearest_first)
     order = order[~excluded[order]]
-    max_sim = pairwise_max_similarity(x, order, clustering.labels, device=device, progress=progress)
+    max_sim = pairwise_max_similarity(
+        x if pairs is None else pairs, order, clustering.labels, device=device, progress=progress
+    )
     return PairwiseScores(max_sim=max_sim, excluded=excluded), distance

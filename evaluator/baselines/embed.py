@@ -8,6 +8,9 @@ Embedding: the mean of the encoder's final (layer-normed) patch tokens, CLS excl
 reads the CLS token, so it carries little; the patch tokens are what MAE trains and what the segmentation
 head reads, and their average is the usual global MAE feature (MAE finetunes with global average pooling).
 
+Thumbnails (for MedDEL's outlier test and the duplicate step of meddel and semdedup): each image box-averaged
+to 32 x 32, `evaluator.baselines.descriptors`, which says why the embedding alone does not do.
+
 Loss (for `hard`): the MAE objective per image (mean squared error on the masked patches, per-patch
 normalised when the tier says so), averaged over `MASK_DRAWS` fixed masks drawn from seeded generators, so
 the score measures the image, not one lucky mask. Needs the decoder, which the encoder file stores beside
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluator.baselines import descriptors
 from evaluator.baselines.features import FeaturesError, FeatureSet, find_feature_set, write_feature_set
 from evaluator.store import Pool
 from evaluator.tier import Tier
@@ -81,6 +85,7 @@ def feature_key(encoder_sha256: str, tier: Tier) -> str:
         "draws": MASK_DRAWS,
         "batch": LOSS_BATCH,
         "seed": LOSS_SEED,
+        "descriptors": descriptors.DESCRIPTOR_VERSION,
     }
     return hashlib.sha256(f"{encoder_sha256}:{json.dumps(settings, sort_keys=True)}".encode()).hexdigest()[
         :16
@@ -155,6 +160,9 @@ def embed_pool(
     embeddings, losses, dev = compute_features(
         pool, tier, encoder, mae, device=device, batch_size=batch_size, progress=progress
     )
+    thumbs = descriptors.thumbnails(
+        pool.images(tier.resolution), progress=progress and (lambda d, t: progress("thumbnails", d, t))
+    )
     meta = {
         "encoder_source": source,
         "encoder_path": str(encoder_path),
@@ -172,10 +180,11 @@ def embed_pool(
         }
         if mae
         else None,
+        "thumbnail": descriptors.THUMBNAIL,
         "device": dev,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return write_feature_set(pool, key, meta, embeddings, losses), False
+    return write_feature_set(pool, key, meta, embeddings, losses, thumbs), False
 
 
 def compute_features(

@@ -2,6 +2,7 @@
 
     POOL/embeddings/<key>.npy        float32 [N, D]: one embedding per pool image, in manifest order
     POOL/embeddings/<key>.loss.npy   float32 [N]: per-image MAE reconstruction loss (when a decoder was known)
+    POOL/embeddings/<key>.thumbs.npy float16 [N, 32, 32, 3]: each image's thumbnail (baselines.descriptors)
     POOL/embeddings/<key>.json       what produced them: encoder file and hash, tier, pooling, pool IDs hash
 
 `key` hashes the encoder file's bytes with the settings that shape the features, so a new encoder or
@@ -23,7 +24,7 @@ from evaluator.baselines.methods import Features
 from evaluator.selection import selection_hash
 from evaluator.store import Pool, write_json_atomic
 
-FEATURES_FORMAT = "delbench-features/1"
+FEATURES_FORMAT = "delbench-features/2"  # 2: with thumbnails
 
 
 class FeaturesError(ValueError):
@@ -36,6 +37,7 @@ class FeatureSet:
     meta: dict
     embeddings_path: Path
     losses_path: Path | None
+    thumbnails_path: Path | None
 
     def load(self, pool: Pool) -> Features:
         if self.meta.get("ids_sha256") != selection_hash(pool.ids):
@@ -44,7 +46,10 @@ class FeatureSet:
             )
         embeddings = np.load(self.embeddings_path, mmap_mode="r")
         losses = np.load(self.losses_path) if self.losses_path is not None else None
-        return Features(size=pool.size, embeddings=np.asarray(embeddings), losses=losses)
+        thumbnails = np.load(self.thumbnails_path) if self.thumbnails_path is not None else None
+        return Features(
+            size=pool.size, embeddings=np.asarray(embeddings), losses=losses, thumbnails=thumbnails
+        )
 
 
 def features_dir(pool_path: str | Path) -> Path:
@@ -60,7 +65,16 @@ def list_feature_sets(pool_path: str | Path) -> list[FeatureSet]:
             continue
         key = meta_path.stem
         losses = folder / f"{key}.loss.npy"
-        sets.append(FeatureSet(key, meta, folder / f"{key}.npy", losses if losses.exists() else None))
+        thumbs = folder / f"{key}.thumbs.npy"
+        sets.append(
+            FeatureSet(
+                key,
+                meta,
+                folder / f"{key}.npy",
+                losses if losses.exists() else None,
+                thumbs if thumbs.exists() else None,
+            )
+        )
     return sets
 
 
@@ -105,11 +119,20 @@ def find_feature_set(
 
 
 def write_feature_set(
-    pool: Pool, key: str, meta: dict, embeddings: np.ndarray, losses: np.ndarray | None
+    pool: Pool,
+    key: str,
+    meta: dict,
+    embeddings: np.ndarray,
+    losses: np.ndarray | None,
+    thumbnails: np.ndarray | None = None,
 ) -> FeatureSet:
     folder = features_dir(pool.path)
     folder.mkdir(parents=True, exist_ok=True)
-    if len(embeddings) != pool.size or (losses is not None and len(losses) != pool.size):
+    if (
+        len(embeddings) != pool.size
+        or (thumbnails is not None and len(thumbnails) != pool.size)
+        or (losses is not None and len(losses) != pool.size)
+    ):
         raise ValueError("features must have one row per pool sample")
     meta = {
         "format": FEATURES_FORMAT,
@@ -118,10 +141,13 @@ def write_feature_set(
         "dim": int(embeddings.shape[1]),
         "ids_sha256": selection_hash(pool.ids),
         "losses": losses is not None,
+        "thumbnails": thumbnails is not None,
     }
     _atomic_save(folder / f"{key}.npy", np.ascontiguousarray(embeddings, dtype=np.float32))
     if losses is not None:
         _atomic_save(folder / f"{key}.loss.npy", np.ascontiguousarray(losses, dtype=np.float32))
+    if thumbnails is not None:
+        _atomic_save(folder / f"{key}.thumbs.npy", np.ascontiguousarray(thumbnails, dtype=np.float16))
     write_json_atomic(folder / f"{key}.json", meta)
     return find_feature_set(pool.path, key=key)
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluator.baselines.dedup import PairwiseScores, dedup_scores
+from evaluator.baselines import descriptors
+from evaluator.baselines.dedup import OUTLIER_DISTANCES, PairwiseScores, dedup_scores, outlier_distance
 from evaluator.baselines.hard import select_hard
 from evaluator.baselines.kmeans import DEFAULT_NITER, Clustering, default_k, l2_normalize, spherical_kmeans
 from evaluator.baselines.prototype import select_prototype
 from evaluator.baselines.quotas import target_count
 
-MEDDEL_EPS = 0.9  # the paper's epsilon (DataDEL, Section 3.2), here a cosine distance to the centroid
+MEDDEL_EPS = 0.9  # the paper's epsilon (DataDEL, Section 4.1): a Euclidean distance between unit vectors
 RATIO_TOLERANCE = 0.01  # --ratio for meddel/semdedup must land within one percentage point
 
 
@@ -41,6 +42,9 @@ class Features:
     size: int
     embeddings: np.ndarray | None = None  # float [N, D], any norm
     losses: np.ndarray | None = None  # float [N]: per-sample MAE reconstruction loss
+    # float [N, 32, 32, 3] grey levels (`descriptors.thumbnails`): what the outlier and duplicate tests read;
+    # without them both read the embeddings
+    thumbnails: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class Options:
     ratio: float | None = None  # retained fraction in (0, 1]
     seed: int = 0
     k: int | None = None  # clusters; None = sqrt(N)
-    eps: float | None = MEDDEL_EPS  # meddel: outlier cut, cosine distance to the centroid
+    eps: float | None = MEDDEL_EPS  # meddel: outlier cut on the distance to the cluster's centre
+    outlier_distance: str = "euclidean"  # meddel: how that distance is read (dedup.outlier_distance)
     outlier_share: float | None = None  # meddel: set eps to drop this share farthest from their centroid
     eta: float | None = None  # meddel/semdedup: duplicate threshold on cosine similarity
     keep: str = "nearest"  # semdedup: which member of a duplicate group survives
@@ -105,6 +110,20 @@ def _unit(features: Features, memo: _Memo) -> np.ndarray:
     return memo.get(("unit",), lambda: l2_normalize(features.embeddings))
 
 
+def _shape(features: Features, memo: _Memo) -> np.ndarray:
+    """What the outlier test reads: the thumbnails' structure, else the embeddings."""
+    if features.thumbnails is None:
+        return _unit(features, memo)
+    return memo.get(("structure",), lambda: descriptors.structure(features.thumbnails))
+
+
+def _pairs(features: Features, memo: _Memo) -> np.ndarray:
+    """What the duplicate step compares: the thumbnails' appearance, else the embeddings."""
+    if features.thumbnails is None:
+        return _unit(features, memo)
+    return memo.get(("appearance",), lambda: descriptors.appearance(features.thumbnails))
+
+
 def _kmeans_key(features: Features, options: Options) -> tuple:
     k = default_k(features.size) if options.k is None else options.k
     return ("kmeans", k, options.seed, options.kmeans_backend, options.niter, options.device)
@@ -149,11 +168,25 @@ def _dedup(
         )
     x = _unit(features, memo)
     clustering = _clustering(features, options, memo)
-    key = ("pairs", _kmeans_key(features, options), eps, nearest_first)
+    metric = options.outlier_distance
+    key = ("pairs", _kmeans_key(features, options), eps, metric, nearest_first)
     scores, _ = memo.get(
-        key, lambda: dedup_scores(x, clustering, eps=eps, nearest_first=nearest_first, device=options.device)
+        key,
+        lambda: dedup_scores(
+            x,
+            clustering,
+            eps=eps,
+            nearest_first=nearest_first,
+            pairs=_pairs(features, memo),
+            shape=_shape(features, memo),
+            metric=metric,
+            device=options.device,
+        ),
     )
     info = {**_cluster_info(clustering), "eps": eps, "outliers": int(scores.excluded.sum())}
+    if eps is not None:
+        info["outlier_distance"] = metric
+    info["descriptors"] = "thumbnails" if features.thumbnails is not None else "embeddings"
     if options.eta is not None:
         eta = float(options.eta)
         kept = scores.kept(eta)
@@ -191,14 +224,21 @@ def _dedup_to_ratio(scores: PairwiseScores, ratio: float, size: int, info: dict)
 
 def _run_meddel(features: Features, options: Options, memo: _Memo) -> Selected:
     share = options.outlier_share
+    if options.outlier_distance not in OUTLIER_DISTANCES:
+        raise SelectError(
+            f"--outlier-distance must be one of {', '.join(OUTLIER_DISTANCES)}, got {options.outlier_distance!r}"
+        )
     if share is None:
         if options.eps is None or options.eps < 0:
-            raise SelectError(f"meddel needs eps >= 0 (a cosine distance in [0, 2]); got {options.eps!r}")
+            raise SelectError(f"meddel needs eps >= 0 (a distance in [0, 2]); got {options.eps!r}")
         return _dedup(features, options, memo, eps=float(options.eps), nearest_first=True)
     if not 0 <= share < 1:
         raise SelectError(f"--outlier-share must be in [0, 1), got {share!r}")
-    # The same outlier rule with eps read off this pool's distances: the share farthest from their centroid.
-    distance = 1.0 - _clustering(features, options, memo).cosine_to_centroid(_unit(features, memo))
+    # The same outlier rule with eps read off this pool's distances: the share farthest from their centre.
+    clustering = _clustering(features, options, memo)
+    distance = outlier_distance(
+        _shape(features, memo), clustering.labels, clustering.k, options.outlier_distance
+    )
     eps = float(np.quantile(distance.astype(np.float64), 1.0 - share))
     selected = _dedup(features, options, memo, eps=eps, nearest_first=True)
     return Selected(selected.indices, selected.pool_size, {**selected.info, "outlier_share": share})
@@ -238,19 +278,21 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "meddel",
-            "MedDEL, Algorithm 1 of the DataDEL benchmark paper (built on SemDeDup): spherical k-means, "
-            "drop points whose cosine distance to their centroid exceeds eps (outliers), then in each cluster "
-            "drop the member farther from the centroid of every pair with cosine > eta",
+            "MedDEL, Algorithm 1 of the DataDEL benchmark paper (built on SemDeDup): spherical k-means on "
+            "the embeddings, drop frames farther than eps (Euclidean, unit vectors) from their cluster's "
+            "centre in the thumbnails' structure (outliers: black, noise), then in each cluster drop the "
+            "member farther from the centroid of every pair whose thumbnails' cosine is > eta (copies)",
             needs=("embeddings",),
-            options=("k", "eps", "outlier_share", "eta"),
+            options=("k", "eps", "outlier_share", "outlier_distance", "eta"),
             exact_ratio=False,
             run=_run_meddel,
         ),
         Method(
             "semdedup",
-            "SemDeDup (Abbas et al. 2023), the rule MedDEL builds on: spherical k-means, then in each cluster "
-            "drop every member with cosine > eta to a member preferred to it (--keep nearest: nearer the "
-            "centroid, as MedDEL; farthest: SemDeDup's own default); no outlier step",
+            "SemDeDup (Abbas et al. 2023), the rule MedDEL builds on: spherical k-means on the embeddings, "
+            "then in each cluster drop every member whose thumbnails' cosine to a member preferred to it is "
+            "> eta (--keep nearest: nearer the centroid, as MedDEL; farthest: SemDeDup's own default); no "
+            "outlier step",
             needs=("embeddings",),
             options=("k", "eta", "keep"),
             exact_ratio=False,

@@ -46,6 +46,17 @@ class Table:
     markdown: str
 
 
+# Rows only a synthetic pool can have: selections made from its ground truth, the table's ceiling and floor.
+TRUTH_ROWS = ("oracle", "disruptive only")
+
+
+def _resolved(pool: Pool, indices) -> ResolvedSelection:
+    ids = [pool.ids[i] for i in indices]
+    return ResolvedSelection(
+        ids=ids, indices=indices, pool_size=pool.size, selection_hash=selection_hash(ids)
+    )
+
+
 def plan_jobs(
     *,
     pool: Pool,
@@ -55,11 +66,20 @@ def plan_jobs(
     seed: int,
     reference_rows: bool,
     device,
+    truth_rows: bool = False,
 ) -> list[Job]:
     jobs = []
     if reference_rows:
         jobs.append(Job("full pool", 1.0, full_pool_selection(pool), {}))
         jobs.append(Job("no pretraining", None, None, {}))
+    if truth_rows:
+        from evaluator.synth import pool_truth, truth_selection
+
+        truth = pool_truth(pool.path, pool.ids)
+        for name in TRUTH_ROWS:
+            for ratio in ratios:
+                indices = truth_selection(truth, name, round(ratio * pool.size), seed=seed)
+                jobs.append(Job(name, ratio, _resolved(pool, indices), {"from": "synth_truth.jsonl"}))
     cache: dict = {}  # one clustering per method family and seed, shared across ratios
     for method in methods:
         for ratio in ratios:
@@ -70,11 +90,7 @@ def plan_jobs(
                 )
             except RatioUnreachable as exc:
                 selected, note = exc.nearest, str(exc)
-            ids = [pool.ids[i] for i in selected.indices]
-            resolved = ResolvedSelection(
-                ids=ids, indices=selected.indices, pool_size=pool.size, selection_hash=selection_hash(ids)
-            )
-            jobs.append(Job(method, ratio, resolved, selected.info, note))
+            jobs.append(Job(method, ratio, _resolved(pool, selected.indices), selected.info, note))
     return jobs
 
 
@@ -90,6 +106,7 @@ def run_baselines(
     seed: int | None = None,
     device: str | None = None,
     reference_rows: bool = True,
+    truth_rows: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[str], None] = lambda msg: None,
     features: Features | None = None,
@@ -119,6 +136,7 @@ def run_baselines(
         seed=seed,
         reference_rows=reference_rows,
         device=device,
+        truth_rows=truth_rows,
     )
 
     json_path = out_dir / "baselines.json"
@@ -127,8 +145,10 @@ def run_baselines(
     started = time.perf_counter()
     evaluated = 0
     for i, job in enumerate(jobs, 1):
-        label = job.method + (f" @ {job.ratio:g}" if job.method in METHODS else "")
-        if job.method in METHODS:
+        label = job.method + (
+            f" @ {job.ratio:g}" if job.method in METHODS or job.method in TRUTH_ROWS else ""
+        )
+        if job.method in METHODS or job.method in TRUTH_ROWS:
             name = f"{job.method}-{job.ratio:g}.txt"
             write_ids(out_dir / "selections" / name, job.selection.ids)
         key = job.selection.selection_hash if job.selection else "none"
@@ -246,7 +266,8 @@ def mean_over_seeds(per_seed: list[list[dict]], seeds: list[int]) -> list[dict]:
         )
     for row in merged:
         random_rows = groups.get(("random", row["ratio_asked"]))
-        if row["method"] in METHODS and row["method"] != "random" and random_rows:
+        paired = row["method"] in METHODS or row["method"] in TRUTH_ROWS
+        if paired and row["method"] != "random" and random_rows:
             own = row["mean_miou"]["values"]
             row["miou_vs_random"] = _spread(
                 [a - r["mean_miou"] for a, r in zip(own, random_rows, strict=True)]
@@ -369,7 +390,7 @@ def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool, seeds: list[int
         )
     header = "| Method | Asked | R | n | Mean mIoU (%) | Mean NormDEL |"
     if seeds:
-        header += " mIoU − random's, paired by seed (points) |"
+        header += " mIoU − random's, paired by seed (points) | in standard errors | same sign every seed |"
     lines = [head + ".", "", header, "|---" + "|---:" * (header.count("|") - 2) + "|"]
     notes = []
     for row in rows:
@@ -385,13 +406,24 @@ def render_markdown(rows: list[dict], *, tier: Tier, pool: Pool, seeds: list[int
             _cell(row["mean_normdel"], lambda v: f"{v:.4f}", sd=lambda v: f"{v:.4f}"),
         ]
         if seeds:
-            cells.append(
-                _cell(row.get("miou_vs_random"), lambda v: f"{100 * v:+.2f}", sd=lambda v: f"{100 * v:.2f}")
-            )
+            diff = row.get("miou_vs_random")
+            cells.append(_cell(diff, lambda v: f"{100 * v:+.2f}", sd=lambda v: f"{100 * v:.2f}"))
+            cells += list(_paired_test(diff))
         lines.append(f"| {row['method']}{mark} | {asked} | {' | '.join(cells)} |")
     for i, note in enumerate(notes, 1):
         lines.append(f"\n[{i}] {note}")
     return "\n".join(lines) + "\n"
+
+
+def _paired_test(diff: dict | None) -> tuple[str, str]:
+    """(mean / standard error of the paired differences, whether every seed's difference has one sign)."""
+    if not diff or diff.get("sd") is None:
+        return "—", "—"
+    values = diff["values"]
+    se = diff["sd"] / len(values) ** 0.5
+    ratio = f"{diff['mean'] / se:+.1f}" if se > 0 else "—"
+    same = all(v > 0 for v in values) or all(v < 0 for v in values)
+    return ratio, "yes" if same else "no"
 
 
 def _cell(value, fmt: Callable, sd: Callable | None = None) -> str:
