@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator
 
 from app.models import Visibility
+from app.models.teams import TEAM_NAME_MAX, TEAM_NAME_PATTERN
 from app.schemas import SubmissionOut
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -124,7 +125,7 @@ class Rerun(BaseModel):
 
 
 class TeamCreate(Reason):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    name: str = Field(min_length=1, max_length=TEAM_NAME_MAX, pattern=TEAM_NAME_PATTERN)
     is_admin: bool = False
 
 

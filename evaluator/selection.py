@@ -17,6 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+ECHO_LIMIT = 80  # characters of a caller's value an error message repeats back
+
+
+def shown(value, limit: int = ECHO_LIMIT) -> str:
+    """`repr(value)`, cut to `limit` characters with the full length said: an error never echoes a megabyte."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _bounded(value: str | None, limit: int = ECHO_LIMIT) -> str | None:
+    return value if value is None or len(value) <= limit else value[:limit] + "…"
+
 
 class SelectionError(ValueError):
     """A selection the protocol refuses. `rule` is a stable code for clients; `str()` is for people."""
@@ -25,7 +39,7 @@ class SelectionError(ValueError):
         super().__init__(message)
         self.rule = rule
         self.line = line
-        self.sample_id = sample_id
+        self.sample_id = _bounded(sample_id)
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "message": str(self), "line": self.line, "id": self.sample_id}
@@ -107,23 +121,50 @@ def _parse_json(text: str) -> Selection:
         raise SelectionError(
             "format", f"selection is not valid JSON: {exc.msg} at line {exc.lineno}", line=exc.lineno
         ) from None
+    except RecursionError:
+        raise SelectionError(
+            "format", "selection JSON is nested too deeply: expected a flat list of ID strings"
+        ) from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (int max str digits)
+        raise SelectionError(
+            "format", f"selection is not a usable JSON list of ID strings: {str(exc)[:120]}"
+        ) from None
     if not isinstance(items, list):
         raise SelectionError("format", "a JSON selection must be a list of ID strings")
     for i, item in enumerate(items, 1):
         if not isinstance(item, str) or not item.strip():
-            raise SelectionError("format", f"JSON item {i} is {item!r}, not an ID string", line=i)
+            what = type(item).__name__ if isinstance(item, list | dict | int) else shown(item)
+            raise SelectionError("format", f"JSON item {i} is {what}, not an ID string", line=i)
     return Selection([s.strip() for s in items], list(range(1, len(items) + 1)), "json")
 
 
 def _parse_csv(text: str) -> Selection:
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_csv(reader)
+    except csv.Error as exc:  # a field over the csv module's size limit, a stray quote in strict mode
+        raise SelectionError(
+            "format", f"CSV line {reader.line_num} cannot be read: {str(exc)[:120]}", line=reader.line_num
+        ) from None
+
+
+def _read_csv(reader) -> Selection:
     ids, lines = [], []
     column = None
+    start = 1  # the line a row starts on (a quoted field may span lines)
     for row in reader:
+        row_line, start = start, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
         if column is None:
             names = [c.strip().lower() for c in row]
+            if "id" not in names:
+                raise SelectionError(
+                    "format",
+                    f"CSV header (line {row_line}) has no `id` column: its columns are "
+                    f"{shown(names)}; expected a header such as `id,score`",
+                    line=row_line,
+                )
             column = names.index("id")
             continue
         if column >= len(row) or not row[column].strip():
@@ -151,7 +192,7 @@ def resolve_selection(
         more = f" (and {len(unknown) - 1:,} more unknown)" if len(unknown) > 1 else ""
         raise SelectionError(
             "unknown_id",
-            f"line {selection.lines[pos]}: unknown sample ID {ids[pos]!r}: not in the pool manifest{more}",
+            f"line {selection.lines[pos]}: unknown sample ID {shown(ids[pos])}: not in the pool manifest{more}",
             line=selection.lines[pos],
             sample_id=ids[pos],
         )
@@ -162,7 +203,7 @@ def resolve_selection(
             if sample_id in first_line:
                 raise SelectionError(
                     "duplicate_id",
-                    f"line {line}: duplicate sample ID {sample_id!r} (first at line {first_line[sample_id]})",
+                    f"line {line}: duplicate sample ID {shown(sample_id)} (first at line {first_line[sample_id]})",
                     line=line,
                     sample_id=sample_id,
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,13 @@ def test_paper_tier_runs_a_few_steps_on_cpu(small_pool, small_pool_ids, tmp_path
         device="cpu",
     )
     assert 0.0 <= result["miou"] <= 1.0 and np.sum(result["confusion"]) == 4 * 32 * 32
+
+
+def test_layer_decay_is_what_the_readme_says():
+    """The paper states no layer-wise lr decay, so its tiers finetune at one lr; the synthetic tiers use 0.75."""
+    assert load_tier("paper").finetune.layer_decay == load_tier("paper-fast").finetune.layer_decay == 1.0
+    assert (
+        load_tier("synth-tiny").finetune.layer_decay == load_tier("synth-small").finetune.layer_decay == 0.75
+    )
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "`layer_decay` 1.0" in readme and "`layer_decay` 0.75" in readme

@@ -72,3 +72,29 @@ def test_csv_missing_value():
 
 def test_utf8_bom_and_crlf_are_accepted():
     assert parse_selection(b"\xef\xbb\xbfsrc/v0/f0\r\nsrc/v0/f1\r\n").ids == ["src/v0/f0", "src/v0/f1"]
+
+
+@pytest.mark.parametrize(
+    "data, line, says",
+    [
+        (b'"id,x"\nsrc/v0/f0\n', 1, "has no `id` column"),  # one quoted header cell
+        (b'a,"id\n1,src/v0/f0\n', 1, "has no `id` column"),  # an open quote swallows the rest
+        (b"id\n" + b"x" * 200_000 + b"\n", 2, "cannot be read"),  # over the csv module's field limit
+        (b"[" * 100_000 + b"]" * 100_000, None, "nested too deeply"),
+        (b"[" + b"9" * 5_000 + b"]", None, "not a usable JSON list"),
+        (b"[[[1]]]", 1, "JSON item 1 is list"),
+    ],
+)
+def test_malformed_files_are_format_errors_that_say_where(data, line, says):
+    err = errors_for(data)
+    assert err.rule == "format" and err.line == line and says in str(err)
+    assert len(str(err)) < 400
+
+
+def test_echoed_values_are_bounded():
+    """A 5 MB one-line ID is named, not echoed whole: the message and the `id` field stay short."""
+    huge = "z" * 5_000_000
+    err = errors_for(f"src/v0/f0\n{huge}\n".encode())
+    assert err.rule == "unknown_id" and err.line == 2
+    assert len(str(err)) < 300 and "5,000,002 characters" in str(err)
+    assert len(err.to_dict()["id"]) <= 81

@@ -9,12 +9,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, UTCDateTime, utcnow
 
+# The one team-name rule: every route that names a team (a new team, a baseline's owner) checks it.
+TEAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+TEAM_NAME_MAX = 100
+
 
 class Team(Base):
     __tablename__ = "teams"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(TEAM_NAME_MAX), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -206,6 +206,17 @@ def phase_pool_size(phase: Phase) -> int:
 CSV_FIXED = ["rank", "submission_id", "team", "method", "is_baseline", "n", "retained_fraction", "seeds"]
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell):
+    """A text cell that a spreadsheet would run as a formula gets a leading quote (OWASP's CSV-injection
+    advice); numbers pass as they are, so a negative score stays a number."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES):
+        return "'" + cell
+    return cell
+
+
 def board_csv(board: Leaderboard) -> str:
     """The board as CSV: one row per entry, scores in [0, 1] (the page shows mIoU in percent)."""
     out = io.StringIO()
@@ -220,5 +231,7 @@ def board_csv(board: Leaderboard) -> str:
         cells = [values[c] for c in CSV_FIXED + score_cols]
         cells += [row.datasets[d].miou if d in row.datasets else None for d in board.datasets]
         cells += [row.datasets[d].normdel if d in row.datasets else None for d in board.datasets]
-        writer.writerow([*("" if c is None else c for c in cells), row.created_at.isoformat()])
+        writer.writerow(
+            [*("" if c is None else spreadsheet_safe(c) for c in cells), row.created_at.isoformat()]
+        )
     return out.getvalue()

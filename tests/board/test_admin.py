@@ -160,6 +160,14 @@ def test_baselines_and_health(stack, client, pool_dir, pool_ids):
     )
     assert r.status_code == 202, r.text  # outside the quota and the phase's dates
     sid = r.json()["id"]
+    for bad in ("<script>", " leading-space", "x" * 101):  # POST /admin/teams's name rule applies here too
+        refused = client.post(
+            "/api/v1/admin/phases/dev/baselines",
+            headers=h,
+            files={"file": ("random.txt", "\n".join(pool_ids[::20]).encode())},
+            data={"method": "random 5%", "reason": "reference row", "team": bad},
+        )
+        assert refused.status_code == 422, (bad, refused.text)
     sub = client.get(f"/api/v1/admin/submissions/{sid}", headers=h).json()
     assert (sub["team"], sub["is_baseline"], sub["status"], sub["n"]) == ("baselines", True, "queued", 24)
     finish(stack, sid, 0.55)

@@ -23,6 +23,7 @@ from app.admin_schemas import (
 from app.api.deps import AdminDep, CeleryDep, SessionDep, SettingsDep
 from app.errors import ApiError
 from app.models import Benchmark, Phase, Submission
+from app.models.teams import TEAM_NAME_MAX, TEAM_NAME_PATTERN
 from app.schemas import Accepted
 from app.services import audit
 from app.services.dispatch import dispatch_next
@@ -172,7 +173,9 @@ def add_baseline(
     method: Annotated[str, Form(min_length=1, max_length=100)],
     reason: Annotated[str, Form(min_length=1, max_length=2000)],
     description: Annotated[str, Form(max_length=5000)] = "",
-    team: Annotated[str, Form(max_length=100)] = "baselines",
+    team: Annotated[
+        str, Form(min_length=1, max_length=TEAM_NAME_MAX, pattern=TEAM_NAME_PATTERN)
+    ] = "baselines",
     allow_selection_download: Annotated[bool, Form()] = True,
 ) -> Accepted:
     """Register a baseline row: a selection marked as a baseline, owned by the `baselines` team (or the one

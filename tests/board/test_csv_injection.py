@@ -1,0 +1,16 @@
+"""The leaderboard CSV never hands a spreadsheet a formula (OWASP CSV injection)."""
+
+import csv
+import io
+
+from app.services.leaderboard import spreadsheet_safe
+
+
+def test_formula_cells_get_a_leading_quote_and_numbers_stay_numbers():
+    for cell in ("=HYPERLINK(\"http://x\",\"click\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        assert spreadsheet_safe(cell) == "'" + cell
+    assert spreadsheet_safe("meddel 5%") == "meddel 5%"
+    assert spreadsheet_safe(-0.25) == -0.25 and spreadsheet_safe(3) == 3
+    out = io.StringIO()
+    csv.writer(out).writerow([spreadsheet_safe('=HYPERLINK("http://evil","x")')])
+    assert next(csv.reader(io.StringIO(out.getvalue())))[0].startswith("'=")
