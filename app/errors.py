@@ -7,9 +7,17 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("delbench.api")
+
+RETRY_AFTER_SECONDS = 5  # what a 503 tells a client to wait before it retries
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """A database that cannot be reached (refused, dropped, restarting), as opposed to a bad statement."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 class ApiError(Exception):
@@ -47,7 +55,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):
         rule = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-        return JSONResponse(error_body(rule, str(exc.detail)), status_code=exc.status_code)
+        # Starlette's own headers (a 405's `Allow`, which RFC 9110 requires) pass through
+        return JSONResponse(
+            error_body(rule, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError):
+        if not database_unreachable(exc):
+            return await _unexpected(request, exc)
+        log.warning(
+            "database unreachable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0]
+        )
+        return JSONResponse(
+            error_body("database_unavailable", "the database cannot be reached right now; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -264,7 +264,7 @@ def test_leaderboard_and_phase_reads(stack, client, pool_dir):
     board = client.get("/api/v1/phases/dev/leaderboard")
     assert board.status_code == 200 and board.json()["rows"] == [] and len(board.json()["datasets"]) == 8
     assert client.get("/api/v1/phases/nope/leaderboard").json()["error"]["rule"] == "phase_not_found"
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/docs").status_code == 200
 

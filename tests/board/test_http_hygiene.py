@@ -1,4 +1,4 @@
-"""The leaderboard CSV never hands a spreadsheet a formula (OWASP CSV injection)."""
+"""Small HTTP hygiene: no formula reaches a spreadsheet from the leaderboard CSV (OWASP), a 405 says what is allowed."""
 
 import csv
 import io
@@ -14,3 +14,10 @@ def test_formula_cells_get_a_leading_quote_and_numbers_stay_numbers():
     out = io.StringIO()
     csv.writer(out).writerow([spreadsheet_safe('=HYPERLINK("http://evil","x")')])
     assert next(csv.reader(io.StringIO(out.getvalue())))[0].startswith("'=")
+
+
+def test_method_not_allowed_says_which_methods_are(client):
+    """RFC 9110: a 405 carries `Allow`; the JSON error body stays the API's."""
+    r = client.delete("/api/v1/phases")
+    assert r.status_code == 405 and "GET" in r.headers["allow"]
+    assert r.json()["error"]["rule"] == "method_not_allowed"
