@@ -7,7 +7,7 @@ from app.services.leaderboard import spreadsheet_safe
 
 
 def test_formula_cells_get_a_leading_quote_and_numbers_stay_numbers():
-    for cell in ("=HYPERLINK(\"http://x\",\"click\")", "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+    for cell in ('=HYPERLINK("http://x","click")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx"):
         assert spreadsheet_safe(cell) == "'" + cell
     assert spreadsheet_safe("meddel 5%") == "meddel 5%"
     assert spreadsheet_safe(-0.25) == -0.25 and spreadsheet_safe(3) == 3
