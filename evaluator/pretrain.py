@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from evaluator.feed import device_batches
 from evaluator.mae import MaskedAutoencoder, build_mae, compile_blocks
 from evaluator.schedule import SampleStream, derived_seed, lr_at
 from evaluator.tier import Tier
+
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -68,6 +71,29 @@ def build_initial_mae(tier: Tier, seed: int) -> MaskedAutoencoder:
     """The seeded initial model: the same weights start every pretraining and the no-pretraining floor."""
     torch.manual_seed(derived_seed(seed, "init"))
     return build_mae(tier)
+
+
+def _initial_or_resumed(tier: Tier, seed: int, device: torch.device, ckpt_path: Path):
+    """(model, optimizer, first step, loss curve, loss window) from the checkpoint, or fresh. A checkpoint
+    that does not load (truncated by a full disk or a kill mid-write, another tier's) is discarded and the
+    stage starts over, rather than failing every later attempt."""
+    cfg = tier.pretrain
+    if ckpt_path.exists():
+        model = build_initial_mae(tier, seed).to(device)
+        optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
+        try:
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            curve = [tuple(p) for p in state["loss_curve"]]
+            return model, optimizer, state["step"], curve, tuple(state.get("window", (0.0, 0)))
+        except Exception as exc:  # any unreadable file means the same: no usable checkpoint
+            log.warning("checkpoint %s does not load (%s: %s); discarded, pretraining starts over",
+                        ckpt_path, type(exc).__name__, str(exc)[:200])  # fmt: skip
+            ckpt_path.unlink(missing_ok=True)
+    model = build_initial_mae(tier, seed).to(device)
+    optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
+    return model, optimizer, 0, [], (0.0, 0)
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -143,15 +169,8 @@ def pretrain(
     cfg = tier.pretrain
     total = cfg.steps
     warmup = int(total * cfg.warmup_fraction)
-    model = build_initial_mae(tier, seed).to(device)
-    optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
-    start, curve = 0, []
     ckpt_path = work_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, curve = state["step"], [tuple(p) for p in state["loss_curve"]]
+    model, optimizer, start, curve, window = _initial_or_resumed(tier, seed, device, ckpt_path)
     if tier.compile and device.type == "cuda":
         compile_blocks(model)
     step_fn = functools.partial(mae_step, model, optimizer, tier=tier)
@@ -165,7 +184,7 @@ def pretrain(
     # Sorted rows: the memory-mapped store is read in file order (the protocol's batches are sets).
     row_batches = (np.sort(indices[stream.batch(step)]) for step in range(start, total))
     log_every = log_every or max(1, total // 100)
-    window_sum, window_n = torch.zeros((), device=device), 0
+    window_sum, window_n = torch.tensor(window[0], device=device), window[1]
     model.train()
     batches = device_batches(images, row_batches, batch_size=cfg.batch_size, device=device)
     with contextlib.closing(batches):
@@ -188,6 +207,8 @@ def pretrain(
                     "optimizer": optimizer.state_dict(),
                     "step": done,
                     "loss_curve": curve,
+                    # the loss window in progress, so a resumed curve is the uninterrupted one
+                    "window": (float(window_sum), window_n),
                 }
                 _save_atomic(state, ckpt_path)
             if progress:

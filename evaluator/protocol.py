@@ -7,6 +7,7 @@ CLI. Each stage is a pure function of its inputs and seed, so both paths give th
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -27,6 +28,7 @@ from evaluator.version import code_version
 
 ProgressFn = Callable[[str, int, int], None]
 ENCODER_FILE = "encoder.pt"
+log = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
@@ -62,8 +64,8 @@ def pretrain_encoder(
     started = time.perf_counter()
     entry = Path(cache_dir) / "encoders" / encoder_cache_key(selection.selection_hash, tier, seed)
     encoder_path = entry / ENCODER_FILE
-    if encoder_path.exists():
-        saved = torch.load(encoder_path, map_location="cpu", weights_only=False)
+    saved = _cached_encoder(encoder_path, tier)
+    if saved is not None:
         if progress:
             progress("pretrain", tier.pretrain.steps, tier.pretrain.steps)
         return PretrainResult(
@@ -92,9 +94,47 @@ def pretrain_encoder(
     }
     tmp = entry / (ENCODER_FILE + ".tmp")
     torch.save(state, tmp)
+    digest = _sha256(tmp)
     os.replace(tmp, encoder_path)
+    _digest_path(encoder_path).write_text(digest + "\n")  # after the rename: a digest names a whole file
     shutil.rmtree(work, ignore_errors=True)
     return PretrainResult(encoder_path, False, curve, time.perf_counter() - started)
+
+
+def _digest_path(encoder_path: Path) -> Path:
+    return encoder_path.with_name(encoder_path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_encoder(encoder_path: Path, tier: Tier) -> dict | None:
+    """The cached encoder's saved state, or None where there is none or it is unusable: its bytes differ from
+    the digest written with it, or it does not load. An unusable entry is deleted, so the stage pretrains
+    again instead of failing every submission of that selection, tier and seed."""
+    if not encoder_path.exists():
+        return None
+    digest_path = _digest_path(encoder_path)
+    why = None
+    if digest_path.exists() and digest_path.read_text().strip() != _sha256(encoder_path):
+        why = "its sha256 differs from the one written with it"
+    else:
+        try:
+            saved = torch.load(encoder_path, map_location="cpu", weights_only=False)
+            if saved.get("tier_hash") == tier.hash and "encoder" in saved and "loss_curve" in saved:
+                return saved
+            why = "it is not an encoder of this tier"
+        except Exception as exc:  # truncated, or not a torch file: the same outcome
+            why = f"it does not load ({type(exc).__name__}: {str(exc)[:200]})"
+    log.warning("cached encoder %s discarded: %s; pretraining again", encoder_path, why)
+    encoder_path.unlink(missing_ok=True)
+    digest_path.unlink(missing_ok=True)
+    return None
 
 
 def load_encoder(encoder_path: Path | None, tier: Tier, seed: int = 0) -> ViTEncoder:

@@ -226,3 +226,63 @@ def test_layer_decay_is_what_the_readme_says():
     )
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "`layer_decay` 1.0" in readme and "`layer_decay` 0.75" in readme
+
+
+def test_resumed_loss_curve_is_the_uninterrupted_one_when_windows_straddle_checkpoints(small_pool, tmp_path):
+    """The curve's windows (3 steps) and the checkpoints (every 4) do not line up: the window in progress is
+    part of the checkpoint, so the resumed curve is exactly the uninterrupted one."""
+    from evaluator.pretrain import pretrain
+
+    tier = load_tier(MICRO_TIER)
+    images, indices = open_pool(small_pool).images(tier.resolution), np.arange(100)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_step_10(stage, done, total):
+        if done == 10:
+            raise Interrupt
+
+    run = dict(images=images, indices=indices, tier=tier, seed=0, device=torch.device("cpu"), log_every=3)
+    for name in ("resumed", "straight"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(Interrupt):
+        pretrain(**run, work_dir=tmp_path / "resumed", progress=stop_after_step_10)
+    _, resumed = pretrain(**run, work_dir=tmp_path / "resumed")
+    _, straight = pretrain(**run, work_dir=tmp_path / "straight")
+    assert resumed == straight and len(straight) == 6
+
+
+def test_unloadable_checkpoint_and_cached_encoder_are_discarded_and_redone(
+    small_pool, small_pool_ids, tmp_path
+):
+    tier = load_tier(MICRO_TIER)
+    pool, selection = open_pool(small_pool), select(small_pool, small_pool_ids[:100])
+    run = dict(pool=pool, selection=selection, tier=tier, seed=0, device="cpu")
+    straight = pretrain_encoder(**run, cache_dir=tmp_path / "straight")
+    reference = load_encoder(straight.encoder_path, tier).state_dict()
+
+    # a checkpoint cut short (a full disk, a kill mid-write) is discarded: the stage starts over
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_step_10(stage, done, total):
+        if done == 10:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pretrain_encoder(**run, cache_dir=tmp_path / "cut", progress=stop_after_step_10)
+    (checkpoint,) = (tmp_path / "cut").rglob("checkpoint.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    redone = pretrain_encoder(**run, cache_dir=tmp_path / "cut")
+    assert not redone.cache_hit and redone.loss_curve == straight.loss_curve
+    got = load_encoder(redone.encoder_path, tier).state_dict()
+    assert all(torch.equal(got[k], reference[k]) for k in reference)
+
+    # a cached encoder cut short, or changed after it was written, is discarded and pretrained again
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b[:-8] + bytes(8)):
+        path = redone.encoder_path
+        path.write_bytes(damage(path.read_bytes()))
+        again = pretrain_encoder(**run, cache_dir=tmp_path / "cut")
+        assert not again.cache_hit and again.loss_curve == straight.loss_curve
+        assert pretrain_encoder(**run, cache_dir=tmp_path / "cut").cache_hit
