@@ -22,7 +22,7 @@ from evaluator.mae import ViTEncoder, build_encoder
 from evaluator.metrics import normdel
 from evaluator.pretrain import build_initial_mae, pretrain
 from evaluator.selection import ResolvedSelection
-from evaluator.store import Pool, list_tasks, open_pool, open_task
+from evaluator.store import Pool, file_sha256, list_tasks, open_pool, open_task
 from evaluator.tier import Tier
 from evaluator.version import code_version
 
@@ -94,7 +94,7 @@ def pretrain_encoder(
     }
     tmp = entry / (ENCODER_FILE + ".tmp")
     torch.save(state, tmp)
-    digest = _sha256(tmp)
+    digest = file_sha256(tmp)
     os.replace(tmp, encoder_path)
     _digest_path(encoder_path).write_text(digest + "\n")  # after the rename: a digest names a whole file
     shutil.rmtree(work, ignore_errors=True)
@@ -105,14 +105,6 @@ def _digest_path(encoder_path: Path) -> Path:
     return encoder_path.with_name(encoder_path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cached_encoder(encoder_path: Path, tier: Tier) -> dict | None:
     """The cached encoder's saved state, or None where there is none or it is unusable: its bytes differ from
     the digest written with it, or it does not load. An unusable entry is deleted, so the stage pretrains
@@ -121,7 +113,7 @@ def _cached_encoder(encoder_path: Path, tier: Tier) -> dict | None:
         return None
     digest_path = _digest_path(encoder_path)
     why = None
-    if digest_path.exists() and digest_path.read_text().strip() != _sha256(encoder_path):
+    if digest_path.exists() and digest_path.read_text().strip() != file_sha256(encoder_path):
         why = "its sha256 differs from the one written with it"
     else:
         try:

@@ -18,6 +18,7 @@ leaves the previous store readable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +48,15 @@ TASK_NAMES = (
 
 class StoreError(ValueError):
     """A pool or task store is missing, malformed or incomplete; the message names the file."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _tmp_sibling(dest: Path, tag: str) -> Path:

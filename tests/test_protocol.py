@@ -113,18 +113,21 @@ def test_mae_loss_falls(small_pool, small_pool_ids, tmp_path):
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
 
 
+class Interrupted(Exception):
+    pass
+
+
+def stop_after_step_10(stage, done, total):
+    """A progress callback that kills the stage after its 10th step, as a worker dying would."""
+    if done == 10:
+        raise Interrupted
+
+
 def test_interrupted_pretraining_resumes_to_the_same_encoder(small_pool, small_pool_ids, tmp_path):
     tier = load_tier(MICRO_TIER)  # 16 steps, a checkpoint every 4
     pool, selection = open_pool(small_pool), select(small_pool, small_pool_ids[:100])
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_step_10(stage, done, total):
-        if done == 10:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupted):
         pretrain_encoder(
             pool=pool,
             selection=selection,
@@ -236,17 +239,10 @@ def test_resumed_loss_curve_is_the_uninterrupted_one_when_windows_straddle_check
     tier = load_tier(MICRO_TIER)
     images, indices = open_pool(small_pool).images(tier.resolution), np.arange(100)
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_step_10(stage, done, total):
-        if done == 10:
-            raise Interrupt
-
     run = dict(images=images, indices=indices, tier=tier, seed=0, device=torch.device("cpu"), log_every=3)
     for name in ("resumed", "straight"):
         (tmp_path / name).mkdir()
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupted):
         pretrain(**run, work_dir=tmp_path / "resumed", progress=stop_after_step_10)
     _, resumed = pretrain(**run, work_dir=tmp_path / "resumed")
     _, straight = pretrain(**run, work_dir=tmp_path / "straight")
@@ -263,14 +259,7 @@ def test_unloadable_checkpoint_and_cached_encoder_are_discarded_and_redone(
     reference = load_encoder(straight.encoder_path, tier).state_dict()
 
     # a checkpoint cut short (a full disk, a kill mid-write) is discarded: the stage starts over
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_step_10(stage, done, total):
-        if done == 10:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
+    with pytest.raises(Interrupted):
         pretrain_encoder(**run, cache_dir=tmp_path / "cut", progress=stop_after_step_10)
     (checkpoint,) = (tmp_path / "cut").rglob("checkpoint.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])

@@ -29,7 +29,7 @@ import numpy as np
 
 from evaluator.baselines import descriptors
 from evaluator.baselines.features import FeaturesError, FeatureSet, find_feature_set, write_feature_set
-from evaluator.store import Pool
+from evaluator.store import Pool, file_sha256
 from evaluator.tier import Tier
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as the protocol reports it
@@ -68,14 +68,6 @@ def full_pool_encoder(pool: Pool, tier: Tier, *, seed: int, cache_dir: Path, dev
         progress=progress,
         device=device,
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def feature_key(encoder_sha256: str, tier: Tier) -> str:
