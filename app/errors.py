@@ -54,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):
-        rule = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+        rule = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http")
         # Starlette's own headers (a 405's `Allow`, which RFC 9110 requires) pass through
         return JSONResponse(
             error_body(rule, str(exc.detail)),

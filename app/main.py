@@ -13,7 +13,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.main import api_router
 from app.api.routes import health
@@ -30,22 +31,63 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 FORM_OVERHEAD = 1024 * 1024  # room for the multipart envelope and the text fields around the file
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from inside the body stream; FastAPI passes an HTTPException through its body parsing, so the
+    client gets the API's 413."""
+
+    def __init__(self, message: str):
+        super().__init__(status_code=413, detail=message)
+
+
 class UploadLimit:
-    """Refuses a body larger than the upload limit from its Content-Length, before it is parsed or spooled."""
+    """Refuses, before a byte of the body is read, a Content-Length over the upload limit and a POST to the
+    API without credentials; a body without a Content-Length (chunked) is counted as it streams and cut off
+    at the limit. (FastAPI's own `max_body_size` would do the counting, but it answers in plain text, not in
+    the API's error shape.)"""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length and length.isdigit() and int(length) > self.max_bytes + FORM_OVERHEAD:
-                message = (
-                    f"request body is {int(length):,} bytes; the selection file limit is {self.max_bytes:,}"
-                )
-                await JSONResponse(error_body("too_large", message), status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes + FORM_OVERHEAD
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > limit:
+            message = f"request body is {int(length):,} bytes; the selection file limit is {self.max_bytes:,}"
+            await JSONResponse(error_body("too_large", message), status_code=413)(scope, receive, send)
+            return
+        if scope["method"] == "POST" and _needs_token(scope["path"]) and not _has_credentials(headers):
+            body = error_body("token_missing", "send your team's token: Authorization: Bearer TOKEN")
+            await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(
+                scope, receive, send
+            )
+            return
+        seen = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(
+                        f"request body is over {limit:,} bytes; the selection file limit is {self.max_bytes:,}"
+                    )
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+
+def _needs_token(path: str) -> bool:
+    """Routes that only a team may POST to: its uploads and the admin API (the login form takes a token)."""
+    return path.startswith("/api/v1/")
+
+
+def _has_credentials(headers: dict) -> bool:
+    return headers.get(b"authorization", b"").lower().startswith(b"bearer ") or b"cookie" in headers
 
 
 def _warm_pools(factory) -> None:

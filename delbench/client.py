@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,13 @@ class ClientError(Exception):
     """A message for the user (the server's own error message where it sent one); exit status 1."""
 
 
+class Unreachable(ClientError):
+    """No answer from the server (refused, reset, timed out): a request that may be retried."""
+
+
+UPLOAD_ATTEMPTS = 3  # an upload whose answer was lost is sent again with its Idempotency-Key
+
+
 class Client:
     def __init__(self, server: str, token: str | None, timeout: float = 60.0):
         self.server = server.rstrip("/")
@@ -33,7 +41,7 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ClientError(
+            raise Unreachable(
                 f"cannot reach the DELBench server at {self.server} ({type(exc).__name__}: {exc or 'no answer'}); "
                 "is it running? Set --server or DELBENCH_SERVER"
             ) from None
@@ -146,10 +154,24 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
             data[key] = getattr(args, key)
     if args.allow_download:
         data["allow_selection_download"] = "true"
-    with path.open("rb") as f:
-        accepted = client.json(
-            "POST", f"/api/v1/phases/{args.phase}/submissions", files={"file": (path.name, f)}, data=data
-        )
+    # One key for every attempt: if the answer to an accepted upload is lost, the retry gets that answer
+    # back instead of making a second submission (and spending quota twice).
+    headers = {"Idempotency-Key": f"delbench-cli-{uuid.uuid4()}"}
+    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        try:
+            with path.open("rb") as f:
+                accepted = client.json(
+                    "POST",
+                    f"/api/v1/phases/{args.phase}/submissions",
+                    files={"file": (path.name, f)},
+                    data=data,
+                    headers=headers,
+                )
+            break
+        except Unreachable:
+            if attempt == UPLOAD_ATTEMPTS:
+                raise
+            time.sleep(attempt)  # back off before the retry
     sid = accepted["id"]
     print(
         f"submission {sid} accepted: n {accepted['n']:,}, R {_pct(accepted['retained_fraction'], 2)} %, "

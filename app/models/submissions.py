@@ -27,6 +27,7 @@ class SubmissionStatus(enum.StrEnum):
     cancelled = "cancelled"
 
 
+IDEMPOTENCY_KEY_MAX = 200
 PENDING_STATUSES = (SubmissionStatus.queued, SubmissionStatus.running)
 # Failed and cancelled submissions give their quota back.
 QUOTA_STATUSES = (SubmissionStatus.queued, SubmissionStatus.running, SubmissionStatus.succeeded)
@@ -42,11 +43,14 @@ class StageStatus(enum.StrEnum):
 
 class Submission(Base):
     __tablename__ = "submissions"
+    # A retried upload names the first by its Idempotency-Key: at most one submission per key and team.
+    __table_args__ = (UniqueConstraint("team_id", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"), index=True)
     # the upload as received
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX))
     file_path: Mapped[str] = mapped_column(String(500))
     file_sha256: Mapped[str] = mapped_column(String(64))
     file_bytes: Mapped[int] = mapped_column(Integer)

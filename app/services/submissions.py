@@ -45,6 +45,7 @@ def create_submission(
     max_bytes: int,
     now: datetime | None = None,
     is_baseline: bool = False,
+    idempotency_key: str | None = None,
 ) -> Submission:
     """Validate, check the quota, store the file and the submission with its pending stages (flushed, not
     committed: the caller commits, then enqueues). Any refusal raises ApiError before anything is written."""
@@ -72,6 +73,7 @@ def create_submission(
         submission = Submission(
             team_id=team.id,
             phase_id=phase.id,
+            idempotency_key=idempotency_key,
             file_path=str(path),
             file_sha256=sha,
             file_bytes=len(data),
@@ -165,6 +167,22 @@ BASELINES_TEAM = "baselines"
 def baselines_team(*, session: Session, name: str = BASELINES_TEAM) -> Team:
     """The team that owns organizer-registered baseline rows (created without a token: nobody logs in as it)."""
     return session.scalar(select(Team).where(Team.name == name)) or create_team(session=session, name=name)
+
+
+def replayed_submission(*, session: Session, team: Team, key: str, data: bytes) -> Submission | None:
+    """The submission `team` already made with Idempotency-Key `key`, if any. The same key with another
+    file is refused: a key names one upload, as payment APIs have it."""
+    first = session.scalar(
+        select(Submission).where(Submission.team_id == team.id, Submission.idempotency_key == key)
+    )
+    if first is not None and first.file_sha256 != hashlib.sha256(data).hexdigest():
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            f"Idempotency-Key {key[:80]!r} was used for submission {first.id} with another file; "
+            "use a new key for a new upload",
+        )
+    return first
 
 
 def get_team_submission(*, session: Session, team: Team, submission_id: int) -> Submission:

@@ -9,6 +9,7 @@ import subprocess
 import httpx
 import pytest
 
+from app.models import Submission
 from tests.server.conftest import REPO, child_env, delbench_cmd, free_port, seed_phase
 from tests.server.procs import start_server, start_worker
 
@@ -38,6 +39,8 @@ def test_submit_follows_the_evaluation_to_its_results(stack, pool_dir, pool_ids,
             f"{base}/api/v1/submissions/{sid}", headers={"Authorization": f"Bearer {seeded.token}"}
         ).json()
         assert sub["status"] == "succeeded" and sub["method"] == "every 8th"
+        with stack.session() as session:  # the CLI names its upload, so a retry of it cannot count twice
+            assert session.get(Submission, sid).idempotency_key.startswith("delbench-cli-")
         assert "100%" in done.stderr  # the progress bar reached its end
         for name, score in sub["results"]["datasets"].items():  # the printed table is the server's results
             assert f"{score['miou'] * 100:.2f}" in done.stdout and name in done.stdout

@@ -81,7 +81,7 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
         assert done["code_url"] == "https://example.org/every-10th"
         board = json.loads(run_block(blocks["leaderboard"], tmp_path, env))
         phases_and_health = run_block(blocks["phases"], tmp_path, env)
-        assert '"slug":"demo"' in phases_and_health and '{"status":"ok"}' in phases_and_health
+        assert '"slug":"demo"' in phases_and_health and '{"status":"ok","database":"ok"}' in phases_and_health
 
         demo.popen.send_signal(signal.SIGINT)  # what Ctrl-C sends; children run in their own sessions
         assert demo.popen.wait(timeout=60) == 0

@@ -309,3 +309,51 @@ def test_admin_health_needs_an_admin_token(stack, pool_dir, pool_ids):
             body = health.json()
             assert body["submissions"] == {"queued": 1} and body["queues"] == {"gpu": 0, "light": 1}
             assert [w["name"] for w in body["workers"]] == ["gpu0@x"]
+
+
+def test_a_retried_upload_with_its_idempotency_key_is_one_submission(stack, client, pool_dir, pool_ids):
+    """The answer to an accepted upload was lost and the client sends it again with the same key: it gets
+    the first answer back, and the quota counts one submission."""
+    seeded = seed_phase(stack, pool_dir, quota_total=2)
+    body = {"file": ("selection.txt", "\n".join(pool_ids[:40]).encode(), "text/plain")}
+    url = "/api/v1/phases/dev/submissions"
+    headers = {**auth(seeded.token), "Idempotency-Key": "retry-me-0001"}
+    first = client.post(url, headers=headers, files=body)
+    again = client.post(url, headers=headers, files=body)
+    assert first.status_code == again.status_code == 202 and first.json() == again.json()
+    assert traces(stack)[0] == 1 and traces(stack)[2] == 1  # one row, one stored file
+    other_file = {"file": ("selection.txt", "\n".join(pool_ids[:30]).encode(), "text/plain")}
+    refused = client.post(url, headers=headers, files=other_file)
+    assert refused.status_code == 422 and refused.json()["error"]["rule"] == "idempotency_key_reused"
+    # a new key is a new upload, and the quota still has room for it
+    second = client.post(url, headers={**auth(seeded.token), "Idempotency-Key": "new-0002"}, files=other_file)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"]
+    # keys are the team's own: another team's identical key and file is its own submission
+    other_token = add_team(stack, "team-b")
+    theirs = client.post(url, headers={**auth(other_token), "Idempotency-Key": "retry-me-0001"}, files=body)
+    assert theirs.status_code == 202 and theirs.json()["id"] not in (first.json()["id"], second.json()["id"])
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_submission(stack, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir)
+    body = "\n".join(pool_ids[:40]).encode()
+    answers: list[tuple[int, int]] = []
+    with TestClient(create_app(stack.settings)) as client:
+        barrier = threading.Barrier(4)
+
+        def one() -> None:
+            barrier.wait()
+            r = client.post(
+                "/api/v1/phases/dev/submissions",
+                headers={**auth(seeded.token), "Idempotency-Key": "same-key"},
+                files={"file": ("s.txt", body, "text/plain")},
+            )
+            answers.append((r.status_code, r.json().get("id")))
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert len(answers) == 4 and {code for code, _ in answers} == {202} and len({i for _, i in answers}) == 1
+    assert traces(stack)[0] == 1 and traces(stack)[2] == 1

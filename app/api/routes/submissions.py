@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Request, UploadFile
+from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, Submission, utcnow
+from app.models.submissions import IDEMPOTENCY_KEY_MAX
 from app.schemas import Accepted, ErrorBody, StageOut, SubmissionOut
 from app.services.dispatch import dispatch_next
 from app.services.leaderboard import scores
@@ -19,6 +21,7 @@ from app.services.submissions import (
     create_submission,
     get_team_submission,
     list_team_submissions,
+    replayed_submission,
 )
 
 router = APIRouter(tags=["submissions"])
@@ -51,6 +54,15 @@ def upload_submission(
     code_url: Annotated[str | None, Form()] = None,
     paper_url: Annotated[str | None, Form()] = None,
     allow_selection_download: Annotated[bool, Form()] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=IDEMPOTENCY_KEY_MAX,
+            description="any unique string (a UUID): a retry with the same key returns the first answer "
+            "instead of making a second submission",
+        ),
+    ] = None,
 ) -> Accepted:
     """Validate the selection exactly as `delbench evaluate` does, store it and queue its evaluation.
     A refused upload stores and queues nothing."""
@@ -62,25 +74,45 @@ def upload_submission(
         paper_url=_url(paper_url, "paper_url"),
         allow_selection_download=allow_selection_download,
     )
-    session.commit()  # end the read transaction (on SQLite, its write lock) before the slow validation
     data = file.file.read(settings.upload_max_bytes + 1)
-    submission = create_submission(
-        session=session,
-        team=team,
-        phase=phase,
-        data=data,
-        meta=meta,
-        uploads_dir=settings.uploads_dir,
-        max_bytes=settings.upload_max_bytes,
-    )
+    if idempotency_key is not None:
+        first = replayed_submission(session=session, team=team, key=idempotency_key, data=data)
+        if first is not None:
+            return _accepted(request, first)
+    session.commit()  # end the read transaction (on SQLite, its write lock) before the slow validation
     try:
-        session.commit()
+        submission = create_submission(
+            session=session,
+            team=team,
+            phase=phase,
+            data=data,
+            meta=meta,
+            uploads_dir=settings.uploads_dir,
+            max_bytes=settings.upload_max_bytes,
+            idempotency_key=idempotency_key,
+        )  # it removes its stored file itself when it fails
+        try:
+            session.commit()
+        except BaseException:
+            Path(submission.file_path).unlink(missing_ok=True)  # nothing stored when nothing is committed
+            raise
+    except IntegrityError:
+        session.rollback()
+        first = idempotency_key and replayed_submission(
+            session=session, team=team, key=idempotency_key, data=data
+        )
+        if not first:
+            raise
+        return _accepted(request, first)  # the same key raced in twice: the one that committed answers
     except BaseException:
         session.rollback()
-        Path(submission.file_path).unlink(missing_ok=True)  # nothing stored when nothing is committed
         raise
     dispatch_next(session=session, celery=celery, submission=submission)
     session.commit()
+    return _accepted(request, submission)
+
+
+def _accepted(request: Request, submission: Submission) -> Accepted:
     return Accepted(
         id=submission.id,
         status=submission.status.value,
