@@ -22,13 +22,21 @@ def database_unreachable(exc: BaseException) -> bool:
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, rule: str, message: str, *, line: int | None = None, sample_id: str | None = None
+        self,
+        status: int,
+        rule: str,
+        message: str,
+        *,
+        line: int | None = None,
+        sample_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.rule = rule
         self.line = line
         self.sample_id = sample_id
+        self.headers = headers
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "message": str(self), "line": self.line, "id": self.sample_id}
@@ -41,8 +49,10 @@ def error_body(rule: str, message: str, line: int | None = None, sample_id: str 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return JSONResponse(
+            {"error": exc.to_dict()}, status_code=exc.status, headers=headers | (exc.headers or {})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_request: Request, exc: RequestValidationError):

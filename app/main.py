@@ -22,6 +22,7 @@ from app.db import DataVersion, make_engine, make_session_factory
 from app.errors import error_body, install_error_handlers
 from app.models import Phase
 from app.services.phases import pool_at
+from app.services.ratelimit import RateLimits
 from app.settings import Settings, get_settings
 from app.web.routes import router as pages_router
 from worker.celery_app import create_celery
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(app.state.engine)
     app.state.db_version = DataVersion(settings.database_url)  # the public leaderboard's freshness check
     app.state.celery = create_celery(settings)
+    app.state.rate_limits = RateLimits(settings)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router)

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     progress_interval: float = 1.0  # at most one progress write per task per this many seconds
     log_tail_lines: int = 80
     device: str | None = None  # torch device for workers ("cuda", "cpu"); default: the evaluator's choice
+    # Rate limits (the `limits` library's notation). Failed logins and bad tokens count per client address;
+    # uploads per team. Kept in the broker's Redis when the broker is Redis, in memory otherwise (the demo).
+    rate_limit_failed_auth: str = "20/minute"
+    rate_limit_uploads: str = "30/minute"
+    rate_limit_storage: str | None = None  # a `limits` storage URI; default as above
 
     @property
     def uploads_dir(self) -> Path:
@@ -42,6 +47,12 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return (self.artifacts_dir or self.data_dir / "artifacts") / "cache"
+
+    @property
+    def rate_limit_storage_uri(self) -> str:
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else "memory://"
 
     @property
     def filesystem_broker_dir(self) -> Path:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db import read_only_bind
 from app.errors import ApiError
 from app.models import Team
-from app.services.teams import authenticate
+from app.services.teams import authenticate_limited
 from app.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="A team's API token")
@@ -48,25 +48,37 @@ CeleryDep = Annotated[Celery, Depends(get_celery)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def current_team(session: SessionDep, credentials: Credentials) -> Team:
-    return authenticate(session=session, token=credentials.credentials if credentials else None)
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-def optional_team(session: SessionDep, credentials: Credentials) -> Team | None:
-    return current_team(session, credentials) if credentials else None
+def _authenticate(request: Request, session: Session, token: str | None) -> Team:
+    return authenticate_limited(
+        session=session, token=token, limits=request.app.state.rate_limits, client=client_address(request)
+    )
+
+
+def current_team(request: Request, session: SessionDep, credentials: Credentials) -> Team:
+    return _authenticate(request, session, credentials.credentials if credentials else None)
+
+
+def optional_team(request: Request, session: SessionDep, credentials: Credentials) -> Team | None:
+    return current_team(request, session, credentials) if credentials else None
 
 
 CurrentTeam = Annotated[Team, Depends(current_team)]
 OptionalTeam = Annotated[Team | None, Depends(optional_team)]
 
 
-def require_admin(session: SessionDep, settings: SettingsDep, credentials: Credentials) -> Team | None:
+def require_admin(
+    request: Request, session: SessionDep, settings: SettingsDep, credentials: Credentials
+) -> Team | None:
     """An admin team's token, or the settings' admin token (returns None then: no team acts)."""
     token = credentials.credentials if credentials else None
     configured = settings.admin_token.get_secret_value() if settings.admin_token else None
     if token and configured and hmac.compare_digest(token.encode(), configured.encode()):
         return None
-    team = authenticate(session=session, token=token)
+    team = _authenticate(request, session, token)
     if not team.is_admin:
         raise ApiError(403, "admin_only", "this route is for organizers (admin tokens only)")
     return team

@@ -69,3 +69,15 @@ def authenticate(*, session: Session, token: str | None) -> Team:
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:  # not a write per request
         row.last_used_at = now
     return row.team
+
+
+def authenticate_limited(*, session: Session, token: str | None, limits, client: str) -> Team:
+    """`authenticate`, with failed attempts (an unknown or revoked token) counted per client address and
+    refused with 429 once that address has spent its window (`RateLimits`), so tokens cannot be guessed."""
+    limits.failed_auth_guard(client)
+    try:
+        return authenticate(session=session, token=token)
+    except ApiError as exc:
+        if exc.rule == "token_invalid":
+            limits.failed_auth_seen(client)
+        raise

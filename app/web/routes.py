@@ -16,12 +16,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, client_address
 from app.api.routes.phases import csv_response
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, Phase, Submission, Team, utcnow
 from app.services.leaderboard import board_csv, leaderboard, scores, submission_visible
-from app.services.teams import authenticate
+from app.services.teams import authenticate, authenticate_limited
 from app.web import chart as charts
 from app.web.format import LABELS, register_filters
 
@@ -196,7 +196,12 @@ def login(
 ):
     """Sign in with the team's API token: it is kept in an HttpOnly cookie that only pages read."""
     try:
-        team = authenticate(session=session, token=token.strip())
+        team = authenticate_limited(
+            session=session,
+            token=token.strip(),
+            limits=request.app.state.rate_limits,
+            client=client_address(request),
+        )
     except ApiError as exc:
         return render(request, "login.html", None, code=401, next=_safe_next(next), error=str(exc))
     session.commit()  # last_used_at

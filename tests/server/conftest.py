@@ -216,10 +216,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DELBENCH_LEASE_SECONDS": str(settings.lease_seconds),
         "DELBENCH_RECONCILE_SECONDS": str(settings.reconcile_seconds),
         "DELBENCH_PROGRESS_INTERVAL": str(settings.progress_interval),
+        "DELBENCH_RATE_LIMIT_FAILED_AUTH": settings.rate_limit_failed_auth,
+        "DELBENCH_RATE_LIMIT_UPLOADS": settings.rate_limit_uploads,
     }
     if settings.broker_dir:
         env["DELBENCH_BROKER_DIR"] = str(settings.broker_dir)
     return env
+
+
+# The suite's many deliberate bad tokens must not trip each other's rate limits (they share one Redis);
+# tests/server/test_rate_limits.py sets its own.
+UNLIMITED = {"rate_limit_failed_auth": "100000/minute", "rate_limit_uploads": "100000/minute"}
 
 
 def make_stack(name: str, tmp: Path, database_url: str, redis_prefix: str | None) -> Stack:
@@ -235,6 +242,7 @@ def make_stack(name: str, tmp: Path, database_url: str, redis_prefix: str | None
             lease_seconds=4,
             reconcile_seconds=1,
             progress_interval=0.2,
+            **UNLIMITED,
         )
         (tmp / "results").mkdir(exist_ok=True)
         count = lambda: filesystem_messages(broker_dir)  # noqa: E731
@@ -248,6 +256,7 @@ def make_stack(name: str, tmp: Path, database_url: str, redis_prefix: str | None
             lease_seconds=4,
             reconcile_seconds=1,
             progress_interval=0.2,
+            **UNLIMITED,
         )
         count = lambda: redis_messages(redis_prefix)  # noqa: E731
     engine = make_engine(database_url)

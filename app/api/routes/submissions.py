@@ -66,6 +66,7 @@ def upload_submission(
 ) -> Accepted:
     """Validate the selection exactly as `delbench evaluate` does, store it and queue its evaluation.
     A refused upload stores and queues nothing."""
+    request.app.state.rate_limits.upload(team.id)
     phase = get_phase(session=session, slug=slug)
     meta = SubmissionMeta(
         method=method.strip() or "unnamed",
