@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from evaluator.augment import random_resized_crop_flip, to_model_input
 from evaluator.feed import device_batches
 from evaluator.mae import MaskedAutoencoder, build_mae, compile_blocks
 from evaluator.schedule import SampleStream, derived_seed, lr_at
+from evaluator.store import save_torch_atomic
 from evaluator.tier import Tier
 
 log = logging.getLogger(__name__)
@@ -94,12 +94,6 @@ def _initial_or_resumed(tier: Tier, seed: int, device: torch.device, ckpt_path: 
     model = build_initial_mae(tier, seed).to(device)
     optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
     return model, optimizer, 0, [], (0.0, 0)
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def step_randoms(
@@ -210,7 +204,7 @@ def pretrain(
                     # the loss window in progress, so a resumed curve is the uninterrupted one
                     "window": (float(window_sum), window_n),
                 }
-                _save_atomic(state, ckpt_path)
+                save_torch_atomic(state, ckpt_path)
             if progress:
                 progress("pretrain", done, total)
     return model, curve

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from evaluator.mae import ViTEncoder, build_encoder
 from evaluator.metrics import normdel
 from evaluator.pretrain import build_initial_mae, pretrain
 from evaluator.selection import ResolvedSelection
-from evaluator.store import Pool, file_sha256, list_tasks, open_pool, open_task
+from evaluator.store import Pool, file_sha256, list_tasks, open_pool, open_task, save_torch_atomic
 from evaluator.tier import Tier
 from evaluator.version import code_version
 
@@ -92,11 +91,8 @@ def pretrain_encoder(
         "seed": seed,
         "loss_curve": curve,
     }
-    tmp = entry / (ENCODER_FILE + ".tmp")
-    torch.save(state, tmp)
-    digest = file_sha256(tmp)
-    os.replace(tmp, encoder_path)
-    _digest_path(encoder_path).write_text(digest + "\n")  # after the rename: a digest names a whole file
+    save_torch_atomic(state, encoder_path)
+    _digest_path(encoder_path).write_text(file_sha256(encoder_path) + "\n")  # a digest names a whole file
     shutil.rmtree(work, ignore_errors=True)
     return PretrainResult(encoder_path, False, curve, time.perf_counter() - started)
 

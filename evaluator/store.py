@@ -50,6 +50,36 @@ class StoreError(ValueError):
     """A pool or task store is missing, malformed or incomplete; the message names the file."""
 
 
+class DiskFullError(OSError):
+    """A write ran out of disk space: an infrastructure fault to fix and retry, never the team's doing."""
+
+
+def save_torch_atomic(obj, path: Path) -> None:
+    """`torch.save` to a temporary name, then rename: a reader sees the old file or the whole new one. On a
+    full disk the temporary file is removed and DiskFullError says where and how much space is left (torch
+    itself reports only 'unexpected pos N vs M')."""
+    import errno
+
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in str(exc) or free < (1 << 20)
+        if full:
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"no space left on the disk at {path.parent} ({free:,} bytes free) while writing {path.name}; "
+                "free some space and retry",
+            ) from None
+        raise
+    os.replace(tmp, path)
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, read in 1 MB blocks."""
     digest = hashlib.sha256()

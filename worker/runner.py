@@ -26,11 +26,15 @@ from sqlalchemy import update
 from app.models import EvaluationStage, Submission, WorkerHeartbeat
 from app.services import pipeline
 from app.services.dispatch import dispatch_next
+from evaluator.store import DiskFullError
 from worker.runtime import Runtime, runtime
 
 log = logging.getLogger("delbench.worker")
 
+# Infrastructure faults: the stage is retried with back-off (a full disk included: the organizers free it),
+# and fails with the fault's own message only when the retries run out.
 TRANSIENT = (
+    DiskFullError,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     kombu.exceptions.OperationalError,

@@ -6,6 +6,7 @@ Workers are alive by their own heartbeats in the database (`worker_heartbeats`, 
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 from celery import Celery
@@ -66,7 +67,17 @@ def health(*, session: Session, celery: Celery, settings: Settings) -> dict:
         "running": [_brief(s) for s in recent(SubmissionStatus.running, Submission.started_at)],
         "queued": [_brief(s) for s in recent(SubmissionStatus.queued, Submission.created_at)],
         "failed": [_brief(s) for s in recent(SubmissionStatus.failed, Submission.finished_at.desc())],
+        "disk": _disk(settings),
     }
+
+
+def _disk(settings: Settings) -> dict:
+    """Free space where the encoders and checkpoints are written: a full disk stops every pretraining."""
+    folder = settings.cache_dir
+    while not folder.exists() and folder != folder.parent:  # the nearest existing folder holds it
+        folder = folder.parent
+    usage = shutil.disk_usage(folder)
+    return {"artifacts_dir": str(settings.cache_dir), "free_bytes": usage.free, "total_bytes": usage.total}
 
 
 def _brief(s: Submission) -> dict:

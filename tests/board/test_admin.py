@@ -183,4 +183,5 @@ def test_baselines_and_health(stack, client, pool_dir, pool_ids):
     assert health["submissions"] == {"succeeded": 1}
     assert [(w["name"], w["alive"]) for w in health["workers"]] == [("gpu0@a", True), ("gpu1@b", False)]
     assert health["workers_alive"] == 1
+    assert health["disk"]["free_bytes"] > 0 and health["disk"]["artifacts_dir"].endswith("cache")
     assert health["queues"] == {"gpu": 0, "light": 1} and health["broker_error"] is None  # its validation
