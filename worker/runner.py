@@ -123,7 +123,7 @@ def run_stage(
     task: Task,
     *,
     submission_id: int,
-    seed: int,
+    seed: int | None,
     name: str,
     body: Callable[[StageContext], dict],
     finish: Callable | None = None,
@@ -132,13 +132,17 @@ def run_stage(
     """Run `body` as stage (submission, seed, name) unless it is done or held; returns its detail or None.
 
     `finish(session, stage, detail, seconds, log_tail)` stores the outcome (default: `complete_stage`) in the
-    same transaction that checks the task still holds the stage; `advance` enqueues what comes next."""
+    same transaction that checks the task still holds the stage; `advance` enqueues what comes next.
+    `seed` None: the submission's first seed (the validate stage's), read here so that a database error while
+    reading it is retried like any other."""
     rt = runtime()
     task_id = task.request.id or f"local-{random.getrandbits(64):x}"
     worker = task.request.hostname or socket.gethostname()
-    label = f"submission {submission_id} {name} (seed {seed})"
+    label = f"submission {submission_id} {name}" + (f" (seed {seed})" if seed is not None else "")
     try:
         with rt.session() as session:
+            if seed is None:
+                seed = session.get(Submission, submission_id).seeds[0]
             outcome, stage = pipeline.claim_stage(
                 session=session,
                 submission_id=submission_id,

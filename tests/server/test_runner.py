@@ -99,3 +99,28 @@ def test_an_unreachable_database_at_claim_time_is_retried_then_gives_up(worker_a
     result = task.apply()
     assert tries == [0, 1, 2]  # the first try and two retries, then the error ends the task
     assert result.state == "FAILURE" and isinstance(result.result, OperationalError)
+
+
+def test_the_validate_task_retries_an_unreachable_database_too(worker_app, monkeypatch):
+    """`delbench.validate` reads the submission's first seed inside the runner, where database errors are
+    retried: it used to read it before, where one ended the task at once."""
+    from worker import tasks
+
+    monkeypatch.setenv("DELBENCH_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("DELBENCH_TASK_MAX_RETRIES", "1")
+    get_settings.cache_clear()
+    runtime.cache_clear()
+    from celery.signals import task_retry
+
+    retried = []
+
+    def count(request=None, **_):
+        retried.append(request.retries)
+
+    task_retry.connect(count)
+    try:
+        result = worker_app.tasks[tasks.validate.name].apply(args=(1,))
+    finally:
+        task_retry.disconnect(count)
+    assert retried == [0]  # retried once (the setting), then the error ends the task
+    assert result.state == "FAILURE" and isinstance(result.result, OperationalError)
