@@ -8,6 +8,7 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -85,3 +86,7 @@ def require_admin(
 
 
 AdminDep = Annotated[Team | None, Depends(require_admin)]
+
+
+# A submission ID in a URL: a positive 32-bit integer, as the database stores it (larger is a 422, not a 500).
+SubmissionId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]

@@ -17,6 +17,8 @@ from evaluator.tier import Tier, load_tier
 
 
 def create_benchmark(*, session: Session, slug: str, name: str, description: str = "") -> Benchmark:
+    if session.scalar(select(Benchmark.id).where(Benchmark.slug == slug)) is not None:
+        raise ApiError(409, "exists", f"benchmark {slug!r} already exists")
     benchmark = Benchmark(slug=slug, name=name, description=description)
     session.add(benchmark)
     session.flush()

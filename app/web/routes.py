@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app.api.deps import SessionDep, client_address
+from app.api.deps import SessionDep, SubmissionId, client_address
 from app.api.routes.phases import csv_response
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, Phase, Submission, Team, utcnow
@@ -127,7 +127,7 @@ def visible_submission(session, submission_id: int, viewer: Team | None) -> Subm
 
 
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)
-def submission_page(submission_id: int, request: Request, session: SessionDep, viewer: Viewer):
+def submission_page(submission_id: SubmissionId, request: Request, session: SessionDep, viewer: Viewer):
     sub = visible_submission(session, submission_id, viewer)
     if sub is None:  # the same answer whether it does not exist or is not this viewer's to see
         return not_found(request, viewer, f"No submission {submission_id} that you can see.")
@@ -160,7 +160,7 @@ def status_body(sub: Submission) -> dict:
 
 
 @router.get("/submissions/{submission_id}/status.json")
-def submission_status(submission_id: int, session: SessionDep, viewer: Viewer):
+def submission_status(submission_id: SubmissionId, session: SessionDep, viewer: Viewer):
     """What the page polls while an evaluation runs: status, stage and progress (no scores)."""
     sub = visible_submission(session, submission_id, viewer)
     if sub is None:
@@ -173,7 +173,7 @@ def submission_status(submission_id: int, session: SessionDep, viewer: Viewer):
 
 
 @router.get("/submissions/{submission_id}/selection.txt")
-def selection_file(submission_id: int, request: Request, session: SessionDep, viewer: Viewer):
+def selection_file(submission_id: SubmissionId, request: Request, session: SessionDep, viewer: Viewer):
     """The uploaded selection, where its team allowed it (and always to the team itself)."""
     sub = visible_submission(session, submission_id, viewer)
     owner = sub is not None and viewer is not None and (viewer.is_admin or viewer.id == sub.team_id)

@@ -79,7 +79,14 @@ def _leaderboard_bytes(app: FastAPI, slug: str, credentials: HTTPAuthorizationCr
 @router.get(
     "/{slug}/leaderboard.csv",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/csv": {}}}, 404: {"model": ErrorBody}},
+    responses={
+        200: {"content": {"text/csv": {}}},
+        # the error is JSON like every other (the route's own media type is CSV)
+        404: {
+            "description": "no such phase",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        },
+    },
 )
 def read_leaderboard_csv(slug: str, session: SessionDep, viewer: OptionalTeam) -> PlainTextResponse:
     """The same board as CSV (the same rows a token's holder sees as JSON)."""

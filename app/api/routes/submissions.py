@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep
+from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep, SubmissionId
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, Submission, utcnow
 from app.models.submissions import IDEMPOTENCY_KEY_MAX
@@ -125,7 +125,7 @@ def _accepted(request: Request, submission: Submission) -> Accepted:
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut, responses=ERRORS)
-def read_submission(submission_id: int, session: SessionDep, team: CurrentTeam) -> SubmissionOut:
+def read_submission(submission_id: SubmissionId, session: SessionDep, team: CurrentTeam) -> SubmissionOut:
     """Status, current stage, progress, ETA, results (when done) and error (when failed)."""
     return submission_out(get_team_submission(session=session, team=team, submission_id=submission_id))
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from app.admin_schemas import AdminSubmissionOut, Changed, Moderation, Reason, Rerun
-from app.api.deps import AdminDep, CeleryDep, SessionDep
+from app.api.deps import AdminDep, CeleryDep, SessionDep, SubmissionId
 from app.api.routes.submissions import submission_out
 from app.models import Phase, Submission, SubmissionStatus, Team
 from app.services import audit, moderation
@@ -41,12 +41,12 @@ def list_all(
 
 
 @router.get("/{submission_id}", response_model=AdminSubmissionOut)
-def read_one(submission_id: int, session: SessionDep) -> AdminSubmissionOut:
+def read_one(submission_id: SubmissionId, session: SessionDep) -> AdminSubmissionOut:
     return admin_out(moderation.get_submission(session=session, submission_id=submission_id))
 
 
 @router.post("/{submission_id}/cancel", response_model=Changed)
-def cancel(submission_id: int, body: Reason, session: SessionDep, admin: AdminDep) -> Changed:
+def cancel(submission_id: SubmissionId, body: Reason, session: SessionDep, admin: AdminDep) -> Changed:
     """Stop an evaluation: the running task stops at its next heartbeat; the quota is given back."""
     submission = moderation.get_submission(session=session, submission_id=submission_id)
     before = submission.status.value
@@ -58,7 +58,9 @@ def cancel(submission_id: int, body: Reason, session: SessionDep, admin: AdminDe
 
 
 @router.post("/{submission_id}/rerun", response_model=Rerun)
-def rerun(submission_id: int, body: Reason, session: SessionDep, admin: AdminDep, celery: CeleryDep) -> Rerun:
+def rerun(
+    submission_id: SubmissionId, body: Reason, session: SessionDep, admin: AdminDep, celery: CeleryDep
+) -> Rerun:
     """Forget the results and evaluate again under the phase's current tier and seeds."""
     submission = moderation.get_submission(session=session, submission_id=submission_id)
     before = submission.status.value
@@ -74,7 +76,7 @@ def rerun(submission_id: int, body: Reason, session: SessionDep, admin: AdminDep
 
 
 @router.post("/{submission_id}/moderation", response_model=Changed)
-def moderate(submission_id: int, body: Moderation, session: SessionDep, admin: AdminDep) -> Changed:
+def moderate(submission_id: SubmissionId, body: Moderation, session: SessionDep, admin: AdminDep) -> Changed:
     """Hide a submission from the board, or disqualify it (`true`), or restore it (`false`); its team sees
     the reason on its own submission."""
     submission = moderation.get_submission(session=session, submission_id=submission_id)
