@@ -188,6 +188,7 @@ def resolve_selection(
     missing = np.flatnonzero(indices < 0)
     if len(missing):
         pos = int(missing[0])
+        _refuse_a_file_of_another_kind(selection, pos)
         unknown = {ids[k] for k in missing}
         more = f" (and {len(unknown) - 1:,} more unknown)" if len(unknown) > 1 else ""
         raise SelectionError(
@@ -211,6 +212,31 @@ def resolve_selection(
     return ResolvedSelection(
         ids=list(ids), indices=indices, pool_size=pool_size, selection_hash=selection_hash(ids)
     )
+
+
+EXPECTED = "a selection is one pool ID per line, a JSON list of IDs, or CSV with an `id` column"
+
+
+def _refuse_a_file_of_another_kind(selection: Selection, pos: int) -> None:
+    """An unknown first ID that shows the file is something else (a manifest, a CSV without `id`) gets a
+    message about the file, not about an ID nobody wrote."""
+    if selection.format != "lines":
+        return
+    first, line = selection.ids[pos], selection.lines[pos]
+    if first.startswith("{"):
+        raise SelectionError(
+            "format",
+            f"line {line} is a JSON object: this looks like JSON lines (a pool manifest?), not a selection; "
+            f"{EXPECTED}",
+            line=line,
+        )
+    if pos == 0 and "," in first:
+        columns = [c.strip().strip('"') for c in first.split(",")]
+        raise SelectionError(
+            "format",
+            f"line {line} looks like a CSV header with columns {shown(columns)} but no `id` column; {EXPECTED}",
+            line=line,
+        )
 
 
 def load_selection(

@@ -98,3 +98,14 @@ def test_echoed_values_are_bounded():
     assert err.rule == "unknown_id" and err.line == 2
     assert len(str(err)) < 300 and "5,000,002 characters" in str(err)
     assert len(err.to_dict()["id"]) <= 81
+
+
+def test_a_file_of_another_kind_is_described_not_its_first_line_as_an_id():
+    err = errors_for(b"sample,score\nsrc/v0/f0,0.5\n")
+    assert err.rule == "format" and err.line == 1
+    assert "CSV header" in str(err) and "no `id` column" in str(err) and "'sample'" in str(err)
+    manifest = b'{"id": "src/v0/f0", "source": "src"}\n{"id": "src/v0/f1", "source": "src"}\n'
+    err = errors_for(manifest)
+    assert err.rule == "format" and err.line == 1 and "JSON lines" in str(err) and "manifest" in str(err)
+    # an unknown ID that is just an ID is still named as one
+    assert errors_for(b"src/v0/f0\nnope\n").rule == "unknown_id"
