@@ -100,6 +100,7 @@ class AdminPhaseOut(BaseModel):
     results_visibility: str
     published: bool
     submissions: int
+    warnings: list[str] = Field(default=[], description="what about the phase is likely a mistake")
 
 
 class Changed(BaseModel):

@@ -11,6 +11,18 @@ from tests.board.conftest import add_admin, add_team, auth, finish, submit
 from tests.server.conftest import MICRO_TIER, seed_phase
 
 
+def test_a_phase_that_closed_already_is_created_with_a_warning(stack, client, pool_dir):
+    h = auth(add_admin(stack))
+    body = {
+        "benchmark": "delbench", "slug": "old", "pool_dir": str(pool_dir), "tier": str(MICRO_TIER),
+        "closes_at": "2020-01-01T00:00:00Z", "reason": "archive",
+    }  # fmt: skip
+    r = client.post("/api/v1/admin/phases", json=body, headers=h)
+    assert (
+        r.status_code == 201 and len(r.json()["warnings"]) == 1 and "in the past" in r.json()["warnings"][0]
+    )
+
+
 def test_phases_teams_and_audit(stack, client, pool_dir):
     admin = add_admin(stack)
     h = auth(admin)
@@ -21,6 +33,7 @@ def test_phases_teams_and_audit(stack, client, pool_dir):
     r = client.post("/api/v1/admin/phases", json=body, headers=h)
     assert r.status_code == 201, r.text
     assert r.json()["results_visibility"] == "hidden" and r.json()["seeds"] == 1
+    assert r.json()["warnings"] == []
     assert client.post("/api/v1/admin/phases", json=body, headers=h).json()["error"]["rule"] == "exists"
 
     bad = client.post("/api/v1/admin/phases", json=body | {"slug": "x", "tier": "no-such-tier"}, headers=h)

@@ -22,7 +22,7 @@ from app.admin_schemas import (
 )
 from app.api.deps import AdminDep, CeleryDep, SessionDep, SettingsDep
 from app.errors import ApiError
-from app.models import Benchmark, Phase, Submission
+from app.models import Benchmark, Phase, Submission, utcnow
 from app.models.teams import TEAM_NAME_MAX, TEAM_NAME_PATTERN
 from app.schemas import Accepted
 from app.services import audit
@@ -116,7 +116,20 @@ def add_phase(body: PhaseCreate, session: SessionDep, admin: AdminDep) -> AdminP
         detail=body.model_dump(mode="json", exclude={"reason"}),
     )  # fmt: skip
     commit(session, f"phase {body.slug!r}")
-    return admin_phase_out(session, phase)
+    return admin_phase_out(session, phase).model_copy(update={"warnings": phase_warnings(phase)})
+
+
+def phase_warnings(phase: Phase) -> list[str]:
+    """What a new phase's dates say that its organizer probably did not mean."""
+    now = utcnow()
+    warnings = []
+    if phase.closes_at is not None and phase.closes_at <= now:
+        warnings.append(
+            f"closes_at {phase.closes_at:%Y-%m-%d %H:%M} UTC is in the past: the phase accepts no upload"
+        )
+    if phase.opens_at is not None and phase.closes_at is not None and phase.opens_at >= phase.closes_at:
+        warnings.append("opens_at is not before closes_at: the phase is never open")
+    return warnings
 
 
 @router.patch("/phases/{slug}", response_model=Changed)
