@@ -69,12 +69,14 @@ def _register_baselines(session, phase, settings) -> list[int]:
     return created
 
 
-def _prepare(data: Path, tier_arg: str, pool_size: int, baselines: bool = True) -> tuple[str, Path]:
-    """Pool, database, demo phase and team; returns a new participant token and an example selection."""
+def _prepare(
+    data: Path, tier_arg: str, pool_size: int, baselines: bool = True
+) -> tuple[dict[str, str], Path]:
+    """Pool, database, demo phase and teams; returns the demo's tokens (participant, admin), the same on
+    every start, and an example selection."""
     from app.db import make_engine, make_session_factory, migrate, session_scope
-    from app.models import Benchmark, Phase, Team
+    from app.models import Benchmark, Phase
     from app.services.phases import create_benchmark, create_phase
-    from app.services.teams import create_team, create_token
     from app.settings import Settings
     from evaluator.store import open_pool
     from evaluator.tier import load_tier
@@ -115,10 +117,10 @@ def _prepare(data: Path, tier_arg: str, pool_size: int, baselines: bool = True) 
                 new_baselines = _register_baselines(session, phase, settings)
         else:
             phase.tier, phase.pool_dir = tier_ref, str(pool_dir.resolve())  # a re-run may name another tier
-        team = session.scalar(select(Team).where(Team.name == "demo-team")) or create_team(
-            session=session, name="demo-team"
-        )
-        _, token = create_token(session=session, team=team, label="delbench demo")
+        tokens = {
+            role: _stable_token(session, name, is_admin=role == "admin", path=data / TOKEN_FILES[role])
+            for role, name in (("participant", "demo-team"), ("admin", "demo-organizers"))
+        }
     if new_baselines:  # committed above; now queued (the worker started next consumes them first)
         from app.models import Submission
         from app.services.dispatch import dispatch_next
@@ -133,7 +135,79 @@ def _prepare(data: Path, tier_arg: str, pool_size: int, baselines: bool = True) 
     example = data / "example-selection.txt"
     ids = open_pool(pool_dir).ids
     example.write_text("\n".join(ids[::10]) + "\n")  # every 10th frame: R = 0.1
-    return token, example
+    return tokens, example
+
+
+# The demo's tokens, kept in its data folder (mode 600) so that they stay the same across restarts: the
+# database holds only their hashes, so a token that is not kept cannot be shown again.
+TOKEN_FILES = {"participant": "participant-token", "admin": "admin-token"}
+
+
+def _stable_token(session, team_name: str, *, is_admin: bool, path: Path) -> str:
+    """The token kept at `path` while it still opens `team_name`; else a new one, kept there."""
+    from app.errors import ApiError
+    from app.models import Team
+    from app.services.teams import authenticate, create_team, create_token
+
+    team = session.scalar(select(Team).where(Team.name == team_name)) or create_team(
+        session=session, name=team_name, is_admin=is_admin
+    )
+    if path.exists():
+        kept = path.read_text().strip()
+        try:
+            if authenticate(session=session, token=kept).id == team.id:
+                return kept
+        except ApiError:  # revoked, or from a database since deleted
+            pass
+    _, token = create_token(session=session, team=team, label="delbench demo")
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def banner(url: str, tokens: dict[str, str], example: Path, data: Path, tier: str) -> str:
+    example_arg = os.path.relpath(example) if not os.path.relpath(example).startswith("..") else example
+    return f"""
+DELBench demo is running: API {url} (docs {url}/docs), one worker, phase '{DEMO_PHASE}' (tier {tier}).
+Leaderboard: {url}/phases/{DEMO_PHASE}
+
+  participant token: {tokens["participant"]}
+  admin token:       {tokens["admin"]}   (organizer routes: /api/v1/admin/...)
+
+Both stay the same across restarts (kept in {data}); `delbench demo --info` prints this again.
+
+Submit a selection (every 10th pool frame) and follow it:
+
+  export TOKEN={tokens["participant"]}
+  curl -sS -H "Authorization: Bearer $TOKEN" -F file=@{example_arg} -F method=every-10th \\
+       {url}/api/v1/phases/{DEMO_PHASE}/submissions
+  curl -sS -H "Authorization: Bearer $TOKEN" {url}/api/v1/submissions/ID
+  curl -sS {url}/api/v1/phases/{DEMO_PHASE}/leaderboard
+
+As an organizer:
+
+  export ADMIN={tokens["admin"]}
+  curl -sS -H "Authorization: Bearer $ADMIN" {url}/api/v1/admin/health
+
+The pool's public listing (IDs to select from): {data / "pool" / "manifest.jsonl"}
+Ctrl-C stops the demo.
+"""
+
+
+def _wait_worker(data: Path, worker: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the demo's worker has reported in (its heartbeat row): its start-up output is then behind us,
+    so the banner printed next is the last thing on the screen."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.poll() is None:
+        try:
+            with sqlite3.connect(data / "delbench.sqlite") as db:
+                if db.execute("SELECT 1 FROM worker_heartbeats WHERE name LIKE 'demo@%'").fetchone():
+                    return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.2)  # poll interval
 
 
 def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60) -> None:
@@ -175,11 +249,25 @@ def main(command: str, argv: list[str]) -> int:
     parser.add_argument(
         "--no-baselines", action="store_true", help="do not queue the baseline rows when the phase is created"
     )
+    parser.add_argument(
+        "--info", action="store_true", help="print the running demo's tokens and commands again, and exit"
+    )
     args = parser.parse_args(argv)
 
     data = args.data_dir.resolve()
-    token, example = _prepare(data, args.tier, args.pool_size, baselines=not args.no_baselines)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DELBENCH_")} | _env(data)
+    url = f"http://{args.host}:{args.port}"
+    if args.info:
+        files = {role: data / name for role, name in TOKEN_FILES.items()}
+        if not all(f.exists() for f in files.values()):
+            print(f"delbench: error: no demo in {data}: start one with `delbench demo`", file=sys.stderr)
+            return 1
+        tokens = {role: f.read_text().strip() for role, f in files.items()}
+        print(banner(url, tokens, data / "example-selection.txt", data, args.tier), flush=True)
+        return 0
+    tokens, example = _prepare(data, args.tier, args.pool_size, baselines=not args.no_baselines)
+    # The demo's own settings replace the caller's DELBENCH_* variables, except an admin token given.
+    keep = {"DELBENCH_ADMIN_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DELBENCH_") or k in keep} | _env(data)
     delbench = [sys.executable, "-m", "delbench"]
     # own sessions: Ctrl-C reaches this process only, which then stops the two in order
     worker = subprocess.Popen(
@@ -193,30 +281,10 @@ def main(command: str, argv: list[str]) -> int:
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    url = f"http://{args.host}:{args.port}"
     try:
         _wait_healthy(url, api)
-        example_arg = os.path.relpath(example) if not os.path.relpath(example).startswith("..") else example
-        print(
-            f"""
-DELBench demo is running: API {url} (docs {url}/docs), one worker, phase '{DEMO_PHASE}' (tier {args.tier}).
-Leaderboard: {url}/phases/{DEMO_PHASE}
-
-  participant token: {token}
-
-Submit a selection (every 10th pool frame) and follow it:
-
-  export TOKEN={token}
-  curl -sS -H "Authorization: Bearer $TOKEN" -F file=@{example_arg} -F method=every-10th \\
-       {url}/api/v1/phases/{DEMO_PHASE}/submissions
-  curl -sS -H "Authorization: Bearer $TOKEN" {url}/api/v1/submissions/ID
-  curl -sS {url}/api/v1/phases/{DEMO_PHASE}/leaderboard
-
-The pool's public listing (IDs to select from): {data / "pool" / "manifest.jsonl"}
-Ctrl-C stops the demo.
-""",
-            flush=True,
-        )
+        _wait_worker(data, worker)
+        print(banner(url, tokens, example, data, args.tier), flush=True)
         while not stopping and worker.poll() is None and api.poll() is None:
             time.sleep(0.2)  # supervising loop: wakes for a signal or a child's exit
     finally:

@@ -68,6 +68,14 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
         base = f"http://127.0.0.1:{port}"
         env = {"PATH": "/usr/bin:/bin", "DELBENCH_URL": base, "TOKEN": token}
         blocks = documented_blocks()
+        shown = demo.tail(100_000)
+        admin = re.search(r"admin token:\s+(dlb_\S+)", shown).group(1)
+        health = httpx.get(f"{base}/api/v1/admin/health", headers={"Authorization": f"Bearer {admin}"})
+        assert (
+            health.status_code == 200 and health.json()["workers_alive"] == 1
+        )  # the printed admin token works
+        after = shown[shown.index("participant token:") :]
+        assert "[tasks]" not in after  # the banner comes after the worker's start-up (Celery lists its tasks)
 
         accepted = json.loads(run_block(blocks["upload"], tmp_path, env))
         assert accepted["status"] == "queued" and accepted["n"] == 48 and accepted["retained_fraction"] == 0.1
@@ -90,6 +98,20 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
             httpx.get(f"{base}/healthz", timeout=2)
     finally:
         demo.stop()
+    # the tokens are the demo's own, the same at every start, and `--info` prints them again
+    info = subprocess.run(delbench_cmd(*args, "--info"), capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0 and token in info.stdout and admin in info.stdout
+    again = Proc("demo-again", delbench_cmd(*args), {}, tmp_path)
+    try:
+        second = wait_until(
+            lambda: (m := re.search(r"participant token: (dlb_\S+)", again.tail(100_000))) and m.group(1),
+            timeout=120,
+            what="the restarted demo's token",
+            proc_logs=[again],
+        )
+        assert second == token
+    finally:
+        again.stop()
     # the demo generated the same pool as the suite's (same generator, seed, size and resolution: the
     # manifest carries every frame's sha256) and its example is every 10th frame: the reference applies
     assert (data / "pool" / "manifest.jsonl").read_bytes() == (pool_dir / "manifest.jsonl").read_bytes()
