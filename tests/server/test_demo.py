@@ -39,6 +39,16 @@ def run_block(script: str, cwd, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def printed_token(demo: Proc) -> str:
+    """The participant token the demo's banner shows, once it has shown it."""
+    return wait_until(
+        lambda: (m := re.search(r"participant token: (dlb_\S+)", demo.tail(100_000))) and m.group(1),
+        timeout=120,
+        what=f"the token in {demo.name}'s banner",
+        proc_logs=[demo],
+    )
+
+
 def test_docs_list_the_tested_examples():
     assert list(documented_blocks()) == ["upload", "status", "mine", "leaderboard", "phases", "error"]
 
@@ -59,12 +69,7 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
     ]
     demo = Proc("demo", delbench_cmd(*args), {}, tmp_path)
     try:
-        token = wait_until(
-            lambda: (m := re.search(r"participant token: (dlb_\S+)", demo.tail(100_000))) and m.group(1),
-            timeout=120,
-            what="the demo's token",
-            proc_logs=[demo],
-        )
+        token = printed_token(demo)
         base = f"http://127.0.0.1:{port}"
         env = {"PATH": "/usr/bin:/bin", "DELBENCH_URL": base, "TOKEN": token}
         blocks = documented_blocks()
@@ -103,13 +108,7 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
     assert info.returncode == 0 and token in info.stdout and admin in info.stdout
     again = Proc("demo-again", delbench_cmd(*args), {}, tmp_path)
     try:
-        second = wait_until(
-            lambda: (m := re.search(r"participant token: (dlb_\S+)", again.tail(100_000))) and m.group(1),
-            timeout=120,
-            what="the restarted demo's token",
-            proc_logs=[again],
-        )
-        assert second == token
+        assert printed_token(again) == token
     finally:
         again.stop()
     # the demo generated the same pool as the suite's (same generator, seed, size and resolution: the
