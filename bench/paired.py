@@ -20,6 +20,8 @@ from pathlib import Path
 def _per_seed_rows(out: Path) -> dict[int, list[dict]]:
     tables = {}
     for folder in sorted(out.glob("seed-*")):
+        if not (folder / "baselines.json").exists():  # a seed still starting: read the finished ones
+            continue
         doc = json.loads((folder / "baselines.json").read_text())
         tables[int(folder.name.split("-", 1)[1])] = doc["rows"]
     if not tables:
