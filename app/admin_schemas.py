@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
-from app.models import Visibility
+from app.models import DuplicatePolicy, Visibility
 from app.models.teams import TEAM_NAME_MAX, TEAM_NAME_PATTERN
 from app.schemas import SubmissionOut
 
@@ -64,6 +64,9 @@ class PhaseFields(BaseModel):
     opens_at: datetime | None = None
     closes_at: datetime | None = None
     results_visibility: Visibility | None = None
+    duplicates: DuplicatePolicy | None = Field(
+        default=None, description="a team's second upload of the same selection: allow, warn or refuse"
+    )
 
     @field_validator("opens_at", "closes_at")
     @classmethod
@@ -78,6 +81,7 @@ class PhaseCreate(PhaseFields, Reason):
     tier: str = "synth-tiny"
     seeds: int = Field(default=1, ge=1, le=20)
     results_visibility: Visibility = Visibility.public
+    duplicates: DuplicatePolicy = DuplicatePolicy.warn
 
 
 class PhaseEdit(PhaseFields, Reason):
@@ -99,6 +103,7 @@ class AdminPhaseOut(BaseModel):
     closes_at: datetime | None
     results_visibility: str
     published: bool
+    duplicates: str
     submissions: int
     warnings: list[str] = Field(default=[], description="what about the phase is likely a mistake")
 

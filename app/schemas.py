@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorDetail(BaseModel):
@@ -25,6 +25,10 @@ class Accepted(BaseModel):
     n: int
     retained_fraction: float
     selection_hash: str
+    duplicate_of: int | None = Field(
+        default=None, description="your earlier submission of the same selection in this phase, if any"
+    )
+    warnings: list[str] = []
 
 
 class StageOut(BaseModel):

@@ -173,6 +173,8 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
                 raise
             time.sleep(attempt)  # back off before the retry
     sid = accepted["id"]
+    for warning in accepted.get("warnings") or []:
+        print(f"delbench: warning: {warning}", file=sys.stderr, flush=True)
     print(
         f"submission {sid} accepted: n {accepted['n']:,}, R {_pct(accepted['retained_fraction'], 2)} %, "
         f"selection {accepted['selection_hash'][:12]}; page {client.server}/submissions/{sid}",

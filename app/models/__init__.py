@@ -2,7 +2,7 @@
 
 from app.models.base import Base, UTCDateTime, utcnow
 from app.models.ops import AuditLog, WorkerHeartbeat
-from app.models.phases import Benchmark, Phase, Visibility
+from app.models.phases import Benchmark, DuplicatePolicy, Phase, Visibility
 from app.models.submissions import (
     PENDING_STATUSES,
     QUOTA_STATUSES,
@@ -22,6 +22,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Benchmark",
+    "DuplicatePolicy",
     "EvaluationRun",
     "EvaluationStage",
     "Phase",

@@ -17,6 +17,14 @@ class Visibility(enum.StrEnum):
     hidden = "hidden"  # participants see only their own scores until the phase is published
 
 
+class DuplicatePolicy(enum.StrEnum):
+    """What a phase does with a team's upload of a selection it already submitted (same selection hash)."""
+
+    allow = "allow"  # accepted silently
+    warn = "warn"  # accepted, and the answer names the earlier submission
+    refuse = "refuse"  # 409, nothing stored
+
+
 class Benchmark(Base):
     __tablename__ = "benchmarks"
 
@@ -56,6 +64,9 @@ class Phase(Base):
         str_enum(Visibility, "results_visibility"), default=Visibility.public
     )
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    duplicates: Mapped[DuplicatePolicy] = mapped_column(
+        str_enum(DuplicatePolicy, "duplicate_policy"), default=DuplicatePolicy.warn
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     benchmark: Mapped[Benchmark] = relationship(back_populates="phases")

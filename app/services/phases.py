@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ApiError
-from app.models import Benchmark, Phase, Visibility
+from app.models import Benchmark, DuplicatePolicy, Phase, Visibility
 from evaluator.store import Pool, list_tasks, open_pool
 from evaluator.tier import Tier, load_tier
 
@@ -40,6 +40,7 @@ def create_phase(
     opens_at: datetime | None = None,
     closes_at: datetime | None = None,
     results_visibility: Visibility = Visibility.public,
+    duplicates: DuplicatePolicy = DuplicatePolicy.warn,
     description: str = "",
 ) -> Phase:
     """A phase, checked up front: its pool, tasks and tier must load (a typo fails here, not in a worker)."""
@@ -58,6 +59,7 @@ def create_phase(
         opens_at=opens_at,
         closes_at=closes_at,
         results_visibility=results_visibility,
+        duplicates=duplicates,
         published=False,
     )
     check_phase(phase)
@@ -68,7 +70,7 @@ def create_phase(
 
 EDITABLE = (
     "name", "description", "pool_dir", "tasks_dir", "tier", "seeds", "quota_per_day", "quota_total",
-    "opens_at", "closes_at", "results_visibility", "published",
+    "opens_at", "closes_at", "results_visibility", "published", "duplicates",
 )  # fmt: skip
 
 

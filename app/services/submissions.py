@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.db import is_postgres
 from app.errors import ApiError
-from app.models import QUOTA_STATUSES, EvaluationStage, Phase, Submission, Team, utcnow
+from app.models import QUOTA_STATUSES, DuplicatePolicy, EvaluationStage, Phase, Submission, Team, utcnow
 from app.services.phases import pool_for, seeds_for, tier_for
 from app.services.teams import create_team
 from evaluator.selection import SelectionError, load_selection
@@ -65,6 +65,17 @@ def create_submission(
         raise ApiError(status, exc.rule, str(exc), line=exc.line, sample_id=exc.sample_id) from None
     tier = tier_for(phase)
     task_names = list_tasks(phase.tasks_path)
+    if not is_baseline and phase.duplicates == DuplicatePolicy.refuse:
+        earlier = earlier_same_selection(
+            session=session, team=team, phase=phase, selection_hash=selection.selection_hash
+        )
+        if earlier is not None:
+            raise ApiError(
+                409,
+                "duplicate_selection",
+                f"your submission {earlier.id} in phase {phase.slug!r} has the same selection "
+                f"(hash {selection.selection_hash[:12]}); this phase takes each selection once",
+            )
     if not is_baseline:
         _check_quota(session=session, team=team, phase=phase, now=now)
     sha = hashlib.sha256(data).hexdigest()
@@ -167,6 +178,22 @@ BASELINES_TEAM = "baselines"
 def baselines_team(*, session: Session, name: str = BASELINES_TEAM) -> Team:
     """The team that owns organizer-registered baseline rows (created without a token: nobody logs in as it)."""
     return session.scalar(select(Team).where(Team.name == name)) or create_team(session=session, name=name)
+
+
+def earlier_same_selection(
+    *, session: Session, team: Team, phase: Phase, selection_hash: str, before: int | None = None
+) -> Submission | None:
+    """The team's latest submission of this selection in this phase (below ID `before`) that still counts
+    (not failed or cancelled), which the phase's duplicate policy weighs a new upload against."""
+    query = select(Submission).where(
+        Submission.team_id == team.id,
+        Submission.phase_id == phase.id,
+        Submission.selection_hash == selection_hash,
+        Submission.status.in_(QUOTA_STATUSES),
+    )
+    if before is not None:
+        query = query.where(Submission.id < before)
+    return session.scalar(query.order_by(Submission.id.desc()).limit(1))
 
 
 def replayed_submission(*, session: Session, team: Team, key: str, data: bytes) -> Submission | None:

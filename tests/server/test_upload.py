@@ -357,3 +357,31 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_submission(stack, 
             t.join(timeout=60)
     assert len(answers) == 4 and {code for code, _ in answers} == {202} and len({i for _, i in answers}) == 1
     assert traces(stack)[0] == 1 and traces(stack)[2] == 1
+
+
+@pytest.mark.parametrize("policy", ["allow", "warn", "refuse"])
+def test_a_second_upload_of_the_same_selection_follows_the_phases_policy(
+    stack, client, pool_dir, pool_ids, policy
+):
+    from app.models import DuplicatePolicy
+
+    seeded = seed_phase(stack, pool_dir, duplicates=DuplicatePolicy(policy))
+    same = "\n".join(pool_ids[:40])
+    first = upload(client, seeded.token, same)
+    assert (
+        first.status_code == 202 and first.json()["duplicate_of"] is None and first.json()["warnings"] == []
+    )
+    again = upload(client, seeded.token, "\n".join(reversed(pool_ids[:40])))  # same set, other order
+    if policy == "refuse":
+        assert again.status_code == 409 and again.json()["error"]["rule"] == "duplicate_selection"
+        assert str(first.json()["id"]) in again.json()["error"]["message"]
+        assert traces(stack)[0] == 1  # nothing stored
+    else:
+        assert again.status_code == 202
+        warned = again.json()
+        if policy == "warn":
+            assert warned["duplicate_of"] == first.json()["id"] and "same selection" in warned["warnings"][0]
+        else:
+            assert warned["duplicate_of"] is None and warned["warnings"] == []
+    other = upload(client, seeded.token, "\n".join(pool_ids[:41]))  # another selection is never a duplicate
+    assert other.status_code == 202 and other.json()["duplicate_of"] is None

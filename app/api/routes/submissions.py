@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep, SubmissionId
 from app.errors import ApiError
-from app.models import PENDING_STATUSES, Submission, utcnow
+from app.models import PENDING_STATUSES, DuplicatePolicy, Submission, utcnow
 from app.models.submissions import IDEMPOTENCY_KEY_MAX
 from app.schemas import Accepted, ErrorBody, StageOut, SubmissionOut
 from app.services.dispatch import dispatch_next
@@ -19,6 +19,7 @@ from app.services.phases import get_phase
 from app.services.submissions import (
     SubmissionMeta,
     create_submission,
+    earlier_same_selection,
     get_team_submission,
     list_team_submissions,
     replayed_submission,
@@ -110,7 +111,26 @@ def upload_submission(
         raise
     dispatch_next(session=session, celery=celery, submission=submission)
     session.commit()
-    return _accepted(request, submission)
+    accepted = _accepted(request, submission)
+    if phase.duplicates == DuplicatePolicy.warn:
+        earlier = earlier_same_selection(
+            session=session,
+            team=team,
+            phase=phase,
+            selection_hash=submission.selection_hash,
+            before=submission.id,
+        )
+        if earlier is not None:
+            accepted = accepted.model_copy(
+                update={
+                    "duplicate_of": earlier.id,
+                    "warnings": [
+                        f"the same selection as your submission {earlier.id} (hash {submission.selection_hash[:12]}): "
+                        "both will be evaluated and both count against the quota"
+                    ],
+                }
+            )
+    return accepted
 
 
 def _accepted(request: Request, submission: Submission) -> Accepted:

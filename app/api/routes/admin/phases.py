@@ -55,7 +55,8 @@ def admin_phase_out(session: Session, p: Phase) -> AdminPhaseOut:
         slug=p.slug, benchmark=p.benchmark.slug, name=p.name, description=p.description, pool_dir=p.pool_dir,
         tasks_dir=p.tasks_dir, tier=p.tier, seeds=p.seeds, quota_per_day=p.quota_per_day,
         quota_total=p.quota_total, opens_at=p.opens_at, closes_at=p.closes_at,
-        results_visibility=p.results_visibility.value, published=p.published, submissions=count,
+        results_visibility=p.results_visibility.value, published=p.published, duplicates=p.duplicates.value,
+        submissions=count,
     )  # fmt: skip
 
 
@@ -110,6 +111,7 @@ def add_phase(body: PhaseCreate, session: SessionDep, admin: AdminDep) -> AdminP
         description=body.description or "", pool_dir=body.pool_dir, tasks_dir=body.tasks_dir, tier=body.tier,
         seeds=body.seeds, quota_per_day=body.quota_per_day, quota_total=body.quota_total,
         opens_at=body.opens_at, closes_at=body.closes_at, results_visibility=body.results_visibility,
+        duplicates=body.duplicates,
     )  # fmt: skip
     audit.record(
         session=session, actor=admin, action="create_phase", target=f"phase:{phase.slug}", reason=body.reason,
@@ -138,7 +140,7 @@ def edit_phase(slug: str, body: PhaseEdit, session: SessionDep, admin: AdminDep)
     submissions; re-run the phase to apply them to earlier ones."""
     phase = get_phase(session=session, slug=slug)
     changes = body.model_dump(exclude_unset=True, exclude={"reason"})
-    for required in ("name", "pool_dir", "tier", "seeds", "results_visibility"):
+    for required in ("name", "pool_dir", "tier", "seeds", "results_visibility", "duplicates"):
         if required in changes and changes[required] is None:
             raise ApiError(422, "field", f"{required} cannot be null")
     diff = update_phase(session=session, phase=phase, changes=changes)
