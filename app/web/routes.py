@@ -65,9 +65,17 @@ def phase_or_none(session, slug: str) -> Phase | None:
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, session: SessionDep, viewer: Viewer):
+    """The board itself where there is one phase, else the list of phases."""
     phases = list(session.scalars(select(Phase).order_by(Phase.id)))
     if len(phases) == 1:
         return RedirectResponse(f"/phases/{phases[0].slug}", status_code=307)
+    return render(request, "index.html", viewer, phases=phases, now=utcnow())
+
+
+@router.get("/phases", response_class=HTMLResponse)
+def phases_page(request: Request, session: SessionDep, viewer: Viewer):
+    """Every phase, always (the navigation's "Phases"; `/` goes straight to a lone phase's board)."""
+    phases = list(session.scalars(select(Phase).order_by(Phase.id)))
     return render(request, "index.html", viewer, phases=phases, now=utcnow())
 
 

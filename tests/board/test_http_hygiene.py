@@ -21,3 +21,14 @@ def test_method_not_allowed_says_which_methods_are(client):
     r = client.delete("/api/v1/phases")
     assert r.status_code == 405 and "GET" in r.headers["allow"]
     assert r.json()["error"]["rule"] == "method_not_allowed"
+
+
+def test_the_phases_link_lists_the_phases_even_when_there_is_one(stack, client, pool_dir):
+    from tests.server.conftest import seed_phase
+
+    seed_phase(stack, pool_dir)
+    assert client.get("/", follow_redirects=False).status_code == 307  # a lone phase: straight to its board
+    page = client.get("/phases/dev")
+    assert 'href="/phases"' in page.text
+    listing = client.get("/phases")
+    assert listing.status_code == 200 and 'href="/phases/dev"' in listing.text
