@@ -21,6 +21,7 @@ from app.api.routes.phases import csv_response
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, Phase, Submission, Team, utcnow
 from app.services.leaderboard import board_csv, leaderboard, scores, submission_visible
+from app.services.submissions import list_team_submissions
 from app.services.teams import authenticate, authenticate_limited
 from app.web import chart as charts
 from app.web.format import LABELS, register_filters
@@ -132,6 +133,15 @@ def board_json_page(slug: str, request: Request, session: SessionDep, viewer: Vi
 def visible_submission(session, submission_id: int, viewer: Team | None) -> Submission | None:
     submission = session.get(Submission, submission_id)
     return submission if submission is not None and submission_visible(submission, viewer) else None
+
+
+@router.get("/me", response_class=HTMLResponse)
+def my_submissions(request: Request, session: SessionDep, viewer: Viewer):
+    """The signed-in team's own submissions, newest first, with status, scores and links."""
+    if viewer is None:
+        return RedirectResponse("/login?next=/me", status_code=303)
+    subs = list_team_submissions(session=session, team=viewer, limit=500)
+    return render(request, "mine.html", viewer, subs=subs, pending=PENDING_STATUSES)
 
 
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)

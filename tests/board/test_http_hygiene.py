@@ -32,3 +32,31 @@ def test_the_phases_link_lists_the_phases_even_when_there_is_one(stack, client, 
     assert 'href="/phases"' in page.text
     listing = client.get("/phases")
     assert listing.status_code == 200 and 'href="/phases/dev"' in listing.text
+
+
+def test_my_submissions_lists_the_signed_in_teams_own(stack, client, pool_dir, pool_ids):
+    from app.web.routes import COOKIE
+    from tests.server.conftest import add_team, seed_phase
+
+    seeded = seed_phase(stack, pool_dir)
+    other = add_team(stack, "team-b")
+    mine = client.post(
+        "/api/v1/phases/dev/submissions",
+        headers={"Authorization": f"Bearer {seeded.token}"},
+        files={"file": ("s.txt", "\n".join(pool_ids[:24]).encode(), "text/plain")},
+        data={"method": "my-method"},
+    )
+    assert mine.status_code == 202, mine.text
+    mine = mine.json()["id"]
+    theirs = client.post(
+        "/api/v1/phases/dev/submissions",
+        headers={"Authorization": f"Bearer {other}"},
+        files={"file": ("s.txt", "\n".join(pool_ids[:30]).encode(), "text/plain")},
+        data={"method": "their-method"},
+    ).json()["id"]
+    assert client.get("/me", follow_redirects=False).headers["location"] == "/login?next=/me"
+    client.cookies.set(COOKIE, seeded.token)
+    page = client.get("/me")
+    assert page.status_code == 200 and f'href="/submissions/{mine}"' in page.text and "my-method" in page.text
+    assert f'data-id="{theirs}"' not in page.text and "their-method" not in page.text
+    assert 'href="/me"' in page.text and "queued" in page.text
