@@ -97,6 +97,8 @@ def test_submission_page_and_sign_in(stack, client, pool_dir, pool_ids):
 
     page = client.get(f"/submissions/{mine}").text  # the client keeps the cookie now
     assert "61.00" in page and "pretraining loss" in page.lower() and "0.1.0+test" in page
+    assert ">MAE loss</text>" in page and ">optimizer step</text>" in page  # both axes labelled
+    assert "<th>seed</th>" in page and "(1 evaluation)" in page  # one seed, not "seeds: 0"
     assert client.get(f"/submissions/{mine}/selection.txt").text.splitlines() == pool_ids[:24]
     assert re.findall(r'<tr data-id="(\d+)"', client.get("/phases/dev").text) == [str(mine)]
     status = client.get(f"/submissions/{running}/status.json").json()
