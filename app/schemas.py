@@ -18,6 +18,10 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class CancelRequest(BaseModel):
+    reason: str = Field(default="", max_length=2000, description="why (kept in the audit log)")
+
+
 class Accepted(BaseModel):
     id: int
     status: str

@@ -385,3 +385,17 @@ def test_a_second_upload_of_the_same_selection_follows_the_phases_policy(
             assert warned["duplicate_of"] is None and warned["warnings"] == []
     other = upload(client, seeded.token, "\n".join(pool_ids[:41]))  # another selection is never a duplicate
     assert other.status_code == 202 and other.json()["duplicate_of"] is None
+
+
+def test_a_team_withdraws_its_own_pending_submission_and_only_its_own(stack, client, pool_dir, pool_ids):
+    seeded = seed_phase(stack, pool_dir, quota_total=1)
+    sid = upload(client, seeded.token, "\n".join(pool_ids[:40])).json()["id"]
+    other = add_team(stack, "team-b")
+    url = f"/api/v1/submissions/{sid}/cancel"
+    assert client.post(url, headers=auth(other), json={"reason": "not mine"}).status_code == 404
+    r = client.post(url, headers=auth(seeded.token), json={"reason": "wrong file"})
+    assert r.status_code == 200 and r.json()["status"] == "cancelled" and "wrong file" in r.json()["error"]
+    again = client.post(url, headers=auth(seeded.token), json={})
+    assert again.status_code == 409 and again.json()["error"]["rule"] == "not_pending"
+    # the quota slot came back: a quota of 1 takes a new upload
+    assert upload(client, seeded.token, "\n".join(pool_ids[:30])).status_code == 202

@@ -12,7 +12,8 @@ from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep, Submis
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, DuplicatePolicy, Submission, utcnow
 from app.models.submissions import IDEMPOTENCY_KEY_MAX
-from app.schemas import Accepted, ErrorBody, StageOut, SubmissionOut
+from app.schemas import Accepted, CancelRequest, ErrorBody, StageOut, SubmissionOut
+from app.services import audit, moderation
 from app.services.dispatch import dispatch_next
 from app.services.leaderboard import scores
 from app.services.phases import get_phase
@@ -148,6 +149,27 @@ def _accepted(request: Request, submission: Submission) -> Accepted:
 def read_submission(submission_id: SubmissionId, session: SessionDep, team: CurrentTeam) -> SubmissionOut:
     """Status, current stage, progress, ETA, results (when done) and error (when failed)."""
     return submission_out(get_team_submission(session=session, team=team, submission_id=submission_id))
+
+
+@router.post(
+    "/submissions/{submission_id}/cancel",
+    response_model=SubmissionOut,
+    responses={**ERRORS, 409: {"model": ErrorBody}},
+)
+def cancel_own_submission(
+    submission_id: SubmissionId, body: CancelRequest, session: SessionDep, team: CurrentTeam
+) -> SubmissionOut:
+    """Withdraw your own queued or running submission: a running task stops at its next heartbeat, and the
+    quota slot is given back. Written to the audit log like an organizer's cancel."""
+    submission = get_team_submission(session=session, team=team, submission_id=submission_id)
+    reason = body.reason.strip() or "withdrawn by its team"
+    before = submission.status.value
+    moderation.cancel(session=session, submission=submission, reason=reason)
+    audit.commit_change(
+        session=session, actor=team, action="cancel", target=f"submission:{submission_id}",
+        reason=reason, changes={"status": [before, "cancelled"]},
+    )  # fmt: skip
+    return submission_out(submission)
 
 
 @router.get("/submissions", response_model=list[SubmissionOut], responses=ERRORS)
