@@ -11,7 +11,7 @@ the tier's shapes (the compute does not depend on pixel values), warm-up steps e
 the tier's step counts; the arithmetic is printed. On one device the eight finetunes run one after another
 (one worker per GPU), so their times add up. Not counted: loading the model and data, saving the encoder (a
 few seconds). Test images scored: at synth-tiny the synthetic tasks' test splits; at the paper tiers 20 % of
-the datasets' sizes in DESIGN.md §1 (the hash split's test share), ImageCLEFmed's unlisted size excluded.
+the datasets' sizes in the DataDEL paper (the hash split's test share), ImageCLEFmed's unlisted size excluded.
 `--full` (synth-tiny) runs one real evaluation of a 4,800-frame synthetic pool and prints it beside the estimate.
 """
 
@@ -43,7 +43,7 @@ from evaluator.store import Task, TaskSplit  # noqa: E402
 from evaluator.synth import TASK_PROFILES  # noqa: E402
 from evaluator.tier import Tier, load_tier  # noqa: E402
 
-# Sizes of the seven datasets DESIGN.md §1 lists (ImageCLEFmed's is not given); 20 % of each is its test split.
+# Sizes of the seven datasets the DataDEL paper lists (ImageCLEFmed's is not given); 20 % of each is its test split.
 REAL_SIZES = {"kvasir-instrument": 590, "kvasir-seg": 1000, "etis": 196, "polypgen": 3762, "cvc-300": 60,
               "cvc-clinicdb": 612, "cvc-colondb": 380}  # fmt: skip
 TARGETS_S = {"synth-tiny": 3 * 60, "paper-fast": 3600, "paper": 3 * 3600}  # issue 8's goals

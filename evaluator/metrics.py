@@ -1,4 +1,4 @@
-"""mIoU and NormDEL (DESIGN.md §1). NumPy only, so light commands need no torch."""
+"""mIoU and NormDEL (the DataDEL paper, Section 3.3). NumPy only, so light commands need no torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MAE pretraining under a fixed budget of samples seen (DESIGN.md §1).
+"""MAE pretraining under a fixed budget of samples seen (README, The protocol).
 
 Every selection gets the same number of optimizer steps, `samples_seen / batch_size`; a smaller selection is
 simply passed over more often. Batches, masks and augmentations are pure functions of (seed, step), and a

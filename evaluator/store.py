@@ -33,7 +33,7 @@ POOL_FORMAT = "delbench-pool/1"
 TASK_FORMAT = "delbench-task/1"
 MANIFEST_FIELDS = ("id", "source", "video", "frame", "sha256")
 
-# The eight downstream datasets of DataDEL (DESIGN.md §1), by the names results use.
+# The eight downstream datasets of DataDEL (the DataDEL paper), by the names results use.
 TASK_NAMES = (
     "kvasir-instrument",
     "kvasir-seg",

@@ -6,7 +6,7 @@ from evaluator.metrics import confusion_matrix, miou_from_confusion, normdel, se
 
 @pytest.mark.parametrize(
     ("miou", "ratio", "expected"),
-    [(0.7938, 0.05, 0.6803), (0.7970, 1.0, 0.5728)],  # paper Table 3, Kvasir-Instrument (DESIGN.md §1)
+    [(0.7938, 0.05, 0.6803), (0.7970, 1.0, 0.5728)],  # paper Table 3, Kvasir-Instrument (the DataDEL paper)
 )
 def test_normdel_matches_paper_values(miou, ratio, expected):
     assert normdel(miou, ratio) == pytest.approx(expected, abs=5e-5)

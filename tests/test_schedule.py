@@ -4,9 +4,9 @@ import pytest
 from evaluator.schedule import SampleStream, epochs_seen, lr_at
 from evaluator.tier import load_tier
 
-# Paper Table 2: actual subset sizes and the table's rounded epochs (DESIGN.md §1).
+# Paper Table 2: actual subset sizes and the table's rounded epochs (the DataDEL paper).
 TABLE2 = [(88_282, 200), (43_484, 400), (28_352, 600), (16_789, 1_000), (9_055, 2_000), (4_461, 4_000)]
-# What the fixed budget gives for those sizes (DESIGN.md §1).
+# What the fixed budget gives for those sizes (the DataDEL paper).
 DESIGN_EPOCHS = [200, 406, 623, 1_052, 1_950, 3_958]
 
 
