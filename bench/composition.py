@@ -6,6 +6,7 @@ and the share of what they drop that is copies.
     .venv/bin/delbench synth --out data/synth                      # once
     .venv/bin/delbench embed --pool data/synth --tier synth-tiny   # once (pretrains the full-pool MAE)
     .venv/bin/python bench/composition.py --pool data/synth --tier synth-tiny
+    .venv/bin/python bench/composition.py --pool data/synth --tier synth-tiny --embeddings-only
 
 Reads the pool's `synth_truth.jsonl` (ground truth the manifest does not carry), so it only runs on a
 pool made by `delbench synth`. No training: it explains a baselines table rather than producing one.
@@ -14,6 +15,7 @@ pool made by `delbench synth`. No training: it explains a baselines table rather
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -34,8 +36,10 @@ def copies_first(features, truth, method: str, options: Options) -> tuple[int, f
     n = len(truth.original)
     n_copies = int(truth.copies.sum())
     outliers = 0
-    if method == "meddel":  # its outlier step drops first, whatever the ratio: ask for that many more
-        outliers = select(method, features, Options(**{**options.__dict__, "eta": 1.0})).info["outliers"]
+    if (
+        method == "meddel"
+    ):  # its outlier step drops first, whatever the ratio (eta 1.5: above any cosine, the step alone)
+        outliers = select(method, features, Options(**{**options.__dict__, "eta": 1.5})).info["outliers"]
     asked = Options(**{**options.__dict__, "ratio": (n - n_copies - outliers) / n})
     try:
         kept = select(method, features, asked).indices
@@ -55,6 +59,11 @@ def main() -> int:
     parser.add_argument("--ratios", default="0.05,0.2")
     parser.add_argument("--embeddings", help="feature set key (default: the tier's full-pool encoder's)")
     parser.add_argument(
+        "--embeddings-only",
+        action="store_true",
+        help="the outlier and duplicate tests read the MAE embeddings instead of the thumbnails (what they did before)",
+    )
+    parser.add_argument(
         "--outlier-shares",
         default="0.2,0.4",
         help="extra meddel rows with eps read off the pool: drop this share farthest from their centre",
@@ -72,6 +81,8 @@ def main() -> int:
             else find_feature_set(pool.path, tier_hash=tier.hash, pretrain_seed=tier.seed)
         )
         features = found.load(pool)
+        if args.embeddings_only:
+            features = dataclasses.replace(features, thumbnails=None)
     except FeaturesError as exc:
         print(f"composition: {exc}", file=sys.stderr)
         return 2
@@ -118,8 +129,8 @@ def main() -> int:
             print(f"  {label:<20} dropped {dropped:>5}, of the dedup drops {precision:.1%} are copies")
     if truth.invalid.any():
         for metric in ("euclidean", "cosine"):
-            info = select("meddel", features, Options(eta=1.0, outlier_distance=metric)).info
-            kept = select("meddel", features, Options(eta=1.0, outlier_distance=metric)).indices
+            step = select("meddel", features, Options(eta=1.5, outlier_distance=metric))
+            info, kept = step.info, step.indices
             removed = truth.invalid.sum() - truth.invalid[kept].sum()
             print(
                 f"meddel outlier step ({metric}, eps {info['eps']}): drops {info['outliers']} frames, "

@@ -78,9 +78,13 @@ def _initial_or_resumed(tier: Tier, seed: int, device: torch.device, ckpt_path: 
     that does not load (truncated by a full disk or a kill mid-write, another tier's) is discarded and the
     stage starts over, rather than failing every later attempt."""
     cfg = tier.pretrain
-    if ckpt_path.exists():
+
+    def fresh():
         model = build_initial_mae(tier, seed).to(device)
-        optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
+        return model, build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
+
+    model, optimizer = fresh()
+    if ckpt_path.exists():
         try:
             state = torch.load(ckpt_path, map_location=device, weights_only=False)
             model.load_state_dict(state["model"])
@@ -91,8 +95,7 @@ def _initial_or_resumed(tier: Tier, seed: int, device: torch.device, ckpt_path: 
             log.warning("checkpoint %s does not load (%s: %s); discarded, pretraining starts over",
                         ckpt_path, type(exc).__name__, str(exc)[:200])  # fmt: skip
             ckpt_path.unlink(missing_ok=True)
-    model = build_initial_mae(tier, seed).to(device)
-    optimizer = build_optimizer(param_groups(model, cfg.weight_decay), cfg.peak_lr, cfg.betas, device)
+            model, optimizer = fresh()  # a load that failed half-way may have changed them
     return model, optimizer, 0, [], (0.0, 0)
 
 
