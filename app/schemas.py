@@ -73,7 +73,12 @@ class SubmissionOut(BaseModel):
     status: str
     current_stage: str | None
     progress: float
-    eta_seconds: float | None
+    eta_seconds: float | None  # until it finishes: from the queue while it waits, then from its own progress
+    # while it waits for a GPU worker (first come, first served): its place (1 = next), how many
+    # unfinished submissions are before it, and when it should start; null once it has started
+    queue_position: int | None = None
+    queue_ahead: int | None = None
+    starts_in_seconds: float | None = None
     n: int
     pool_size: int
     retained_fraction: float
@@ -118,6 +123,7 @@ class Leaderboard(BaseModel):
     results_visibility: str
     published: bool
     datasets: list[str]
+    view: str = "all"  # "all": every entry; "best": each team's best entry (and every baseline)
     rows: list[LeaderboardRow]
 
 

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     rate_limit_storage: str | None = None  # a `limits` storage URI; default as above
 
     @property
+    def worker_alive_seconds(self) -> float:
+        """Seconds without a heartbeat after which a worker counts as dead: three missed beats."""
+        return 3 * (self.reconcile_seconds or 15.0)
+
+    @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
 

@@ -36,7 +36,11 @@ def parse_setting(text: str) -> dict:
     setting = {}
     for item in text.split(","):
         key, _, value = item.partition("=")
-        setting[key.strip()] = int(value) if value.strip().isdigit() else float(value)
+        value = value.strip()
+        if value.lower() in ("true", "false"):
+            setting[key.strip()] = value.lower() == "true"
+        else:
+            setting[key.strip()] = int(value) if value.isdigit() else float(value)
     return setting
 
 

@@ -98,17 +98,34 @@ def format_results(sub: dict) -> str:
     return _table(["dataset", "mIoU (%)", "NormDEL"], rows)
 
 
+def _about(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+def standing(sub: dict) -> str:
+    """The server's word on a pending submission: its place in the queue while it waits, and its ETA."""
+    parts = []
+    if sub.get("queue_position") is not None:
+        parts.append(f"place {sub['queue_position']} in the queue")
+        if sub.get("starts_in_seconds") is not None:
+            parts.append(f"starts in ~{_about(sub['starts_in_seconds'])}")
+    if sub.get("eta_seconds") is not None:
+        parts.append(f"done in ~{_about(sub['eta_seconds'])}")
+    return ", ".join(parts)
+
+
 def format_submission(sub: dict) -> str:
+    pending = sub["status"] in ("queued", "running")
     lines = [
         f"submission {sub['id']} · phase {sub['phase']} · team {sub['team']} · method {sub['method']}",
         f"status {sub['status']}"
-        + (
-            f" · stage {sub['current_stage']} · {sub['progress'] * 100:.0f} %"
-            if sub["status"] in ("queued", "running")
-            else ""
-        )
+        + (f" · stage {sub['current_stage']} · {sub['progress'] * 100:.0f} %" if pending else "")
         + f" · n {sub['n']:,} · R {_pct(sub['retained_fraction'], 2)} %",
     ]
+    if pending and standing(sub):
+        lines.append(standing(sub))
     if sub.get("hidden") or sub.get("disqualified"):
         lines.append(
             f"{'disqualified' if sub['disqualified'] else 'hidden from the board'}: {sub['moderation_reason']}"
@@ -126,17 +143,21 @@ def format_submission(sub: dict) -> str:
 
 
 def follow(client: Client, submission_id: int, *, poll: float = POLL_SECONDS, out=sys.stderr) -> dict:
-    """Poll the submission with a progress bar until it ends; returns its final state."""
+    """Poll the submission with a progress bar until it ends; returns its final state. The bar shows the
+    server's stage, progress, place in the queue and ETA, not an estimate of its own (which swings while
+    a submission waits or validates)."""
     from tqdm import tqdm
 
     with tqdm(
-        total=100, unit="%", file=out, bar_format="{desc} |{bar}| {n:.0f}% [{elapsed}<{remaining}]"
+        total=100, unit="%", file=out, bar_format="{desc} |{bar}| {n:.0f}%{postfix} [{elapsed}]"
     ) as bar:
         while True:
             sub = client.json("GET", f"/api/v1/submissions/{submission_id}")
-            bar.set_description_str(
-                f"#{submission_id} {sub['current_stage'] or sub['status']}"[:40].ljust(28)
+            stage = (
+                "waiting" if sub.get("queue_position") is not None else sub["current_stage"] or sub["status"]
             )
+            bar.set_description_str(f"#{submission_id} {stage}"[:40].ljust(28))
+            bar.set_postfix_str(standing(sub), refresh=False)
             bar.n = round(sub["progress"] * 100, 1)
             bar.refresh()
             if sub["status"] in TERMINAL:
@@ -201,7 +222,8 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         print("no submissions yet")
         return 0
     rows = [
-        [str(s["id"]), s["phase"], s["method"][:30], s["status"], f"{s['progress'] * 100:.0f} %",
+        [str(s["id"]), s["phase"], s["method"][:30], s["status"],
+         f"place {s['queue_position']}" if s.get("queue_position") is not None else f"{s['progress'] * 100:.0f} %",
          _pct(s["retained_fraction"], 2), f"{s['results']['mean_normdel']:.4f}" if s.get("results") else "-",
          s["created_at"][:16].replace("T", " ")]
         for s in subs

@@ -1,4 +1,5 @@
-"""Downstream segmentation: an MLP head on the encoder's patch tokens, the encoder finetuned end to end.
+"""Downstream segmentation: an MLP head on the encoder's patch tokens, the encoder finetuned end to end or
+frozen (the tier's `freeze_encoder`).
 
 Settings are fixed per tier; the model is evaluated once, after the last step, on the test split (no model
 selection on test data). mIoU comes from the confusion matrix accumulated over the whole test split.
@@ -69,6 +70,8 @@ def finetune(
     task_seed = derived_seed(seed, "finetune", task.name)
     torch.manual_seed(task_seed)
     model = SegmentationModel(encoder, cfg.head_hidden).to(device)
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)  # out of the optimizer, and no backward through it
     depth = len(encoder.blocks)
     groups = param_groups(
         model, cfg.weight_decay, lambda name: cfg.layer_decay ** (depth + 1 - layer_id(name, depth))

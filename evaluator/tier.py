@@ -61,6 +61,9 @@ class FinetuneConfig:
     head_hidden: int
     eval_batch_size: int
     layer_decay: float = 1.0  # lr multiplier per encoder layer going down (MAE finetunes with 0.65-0.75)
+    # Train the head only, on the frozen encoder's tokens (a probe): the score then reads what pretraining
+    # put in the features, where a short end-to-end finetune re-learns much of it from the task itself.
+    freeze_encoder: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,9 @@ class Tier:
         )
         if tier.precision not in ("fp32", "bf16"):
             raise ValueError(f"tier {tier.name}: precision must be fp32 or bf16, not {tier.precision!r}")
-        if not isinstance(tier.compile, bool) or not isinstance(tier.cuda_graph, bool):
-            raise ValueError(f"tier {tier.name}: compile and cuda_graph must be true or false")
+        flags = (tier.compile, tier.cuda_graph, tier.finetune.freeze_encoder)
+        if not all(isinstance(flag, bool) for flag in flags):
+            raise ValueError(f"tier {tier.name}: compile, cuda_graph and freeze_encoder must be true or false")
         if tier.pretrain.samples_seen % tier.pretrain.batch_size:
             raise ValueError(f"tier {tier.name}: samples_seen must be a multiple of batch_size")
         if tier.resolution % tier.model.patch_size:

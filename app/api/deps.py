@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.db import read_only_bind
 from app.errors import ApiError
 from app.models import Team
+from app.services.queue import QueueView
 from app.services.teams import authenticate_limited
 from app.settings import Settings
 
@@ -45,6 +46,13 @@ def get_celery(request: Request) -> Celery:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_queue(session: SessionDep, settings: SettingsDep) -> QueueView:
+    return QueueView(session, worker_alive_seconds=settings.worker_alive_seconds)
+
+
+QueueDep = Annotated[QueueView, Depends(get_queue)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 

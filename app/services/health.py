@@ -20,11 +20,6 @@ from worker.celery_app import QUEUES, queue_size
 RECENT = 20
 
 
-def alive_after(settings: Settings) -> float:
-    """Seconds without a heartbeat after which a worker counts as dead: three missed beats."""
-    return 3 * (settings.reconcile_seconds or 15.0)
-
-
 def health(*, session: Session, celery: Celery, settings: Settings) -> dict:
     now = utcnow()
     counts = dict(session.execute(select(Submission.status, func.count()).group_by(Submission.status)).all())
@@ -45,7 +40,7 @@ def health(*, session: Session, celery: Celery, settings: Settings) -> dict:
         except Exception as exc:  # a broker outage is what this route must be able to show
             queues[queue] = None
             broker_error = f"{type(exc).__name__}: {exc}"
-    limit = timedelta(seconds=alive_after(settings))
+    limit = timedelta(seconds=settings.worker_alive_seconds)
     workers = [
         {
             "name": w.name,

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 import threading
 from collections import OrderedDict, defaultdict
+from typing import Literal
 
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.db import DataVersion
-from app.models import Benchmark, Phase, Result, Submission, SubmissionStatus, Team
+from app.models import PENDING_STATUSES, Benchmark, Phase, Result, Submission, SubmissionStatus, Team
 from app.schemas import DatasetScore, Leaderboard, LeaderboardRow, Scores
 from app.services.phases import pool_for
 from evaluator.metrics import seed_sd
@@ -57,9 +59,12 @@ def visible_to(phase: Phase, viewer: Team | None) -> int | None | bool:
 
 def submission_visible(submission: Submission, viewer: Team | None) -> bool:
     """Whether `viewer` may see a submission at all (its page, its scores, its selection file): its own team
-    and organizers always; anyone else only a board row (succeeded, not moderated, results public)."""
+    and organizers always; anyone else a board row (succeeded, not moderated, results public), and an
+    organizers' baseline while it is evaluated too, so that everyone sees that work is under way."""
     if viewer is not None and (viewer.is_admin or viewer.id == submission.team_id):
         return True
+    if submission.is_baseline and submission.status in PENDING_STATUSES:
+        return not submission.hidden and not submission.disqualified
     return (
         submission.status == SubmissionStatus.succeeded
         and not submission.hidden
@@ -68,7 +73,41 @@ def submission_visible(submission: Submission, viewer: Team | None) -> bool:
     )
 
 
-def leaderboard(*, session: Session, phase: Phase, viewer: Team | None) -> Leaderboard:
+BoardView = Literal["all", "best"]
+# A random baseline "at the same R" is the one whose R is nearest, within this factor either way.
+SAME_R_FACTOR = 1.25
+
+
+def random_baseline_near(
+    *, session: Session, submission: Submission, viewer: Team | None
+) -> Submission | None:
+    """The phase's random baseline (a baseline whose method starts with "random") whose retained fraction is
+    nearest the submission's, if one this viewer may see has results and lies within SAME_R_FACTOR."""
+    candidates = session.scalars(
+        select(Submission).where(
+            Submission.phase_id == submission.phase_id,
+            Submission.is_baseline.is_(True),
+            Submission.status == SubmissionStatus.succeeded,
+            Submission.id != submission.id,
+            func.lower(Submission.method).startswith("random"),
+        )
+    )
+
+    def distance(c: Submission) -> float:
+        return abs(math.log(c.retained_fraction / submission.retained_fraction))
+
+    near = [c for c in candidates if submission_visible(c, viewer) and distance(c) <= math.log(SAME_R_FACTOR)]
+    return min(near, key=lambda c: (distance(c), c.id), default=None)
+
+
+def leaderboard(
+    *, session: Session, phase: Phase, viewer: Team | None, view: BoardView = "all"
+) -> Leaderboard:
+    board = _all_entries(session=session, phase=phase, viewer=viewer)
+    return best_per_team(board) if view == "best" else board
+
+
+def _all_entries(*, session: Session, phase: Phase, viewer: Team | None) -> Leaderboard:
     who = visible_to(phase, viewer)
     query = (
         select(Submission)
@@ -120,6 +159,21 @@ def leaderboard(*, session: Session, phase: Phase, viewer: Team | None) -> Leade
             for rank, (s, sub) in enumerate(rows, 1)
         ],
     )
+
+
+def best_per_team(board: Leaderboard) -> Leaderboard:
+    """Each team's best entry only (its highest-ranked row), ranked anew; every baseline stays, since each
+    is a reference point of its own rather than a team's attempt."""
+    seen: set[str] = set()
+    kept = []
+    for row in board.rows:
+        if row.is_baseline:
+            kept.append(row)
+        elif row.team not in seen:
+            kept.append(row)
+            seen.add(row.team)
+    rows = [row.model_copy(update={"rank": rank}) for rank, row in enumerate(kept, 1)]
+    return board.model_copy(update={"rows": rows, "view": "best"})
 
 
 class _BoardCache:
@@ -187,13 +241,15 @@ def board_stamp(*, session: Session, phase: Phase, viewer: Team | None) -> tuple
     return (*shown, tuple(list_tasks(phase.tasks_path)), scope, count, id_sum, last)
 
 
-def leaderboard_json(*, session: Session, phase: Phase, viewer: Team | None) -> bytes:
+def leaderboard_json(
+    *, session: Session, phase: Phase, viewer: Team | None, view: BoardView = "all"
+) -> bytes:
     """The board as the JSON route serves it (the bytes FastAPI would render from `Leaderboard`), rebuilt only
     when its `board_stamp` changes. Stamp and board are read in the request's one transaction."""
-    key = board_stamp(session=session, phase=phase, viewer=viewer)
+    key = (*board_stamp(session=session, phase=phase, viewer=viewer), view)
     body = _boards.get(key)
     if body is None:
-        board = leaderboard(session=session, phase=phase, viewer=viewer)
+        board = leaderboard(session=session, phase=phase, viewer=viewer, view=view)
         body = JSONResponse(board.model_dump(mode="json")).body
         _boards.put(key, body)
     return body

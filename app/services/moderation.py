@@ -1,7 +1,8 @@
 """Organizer actions on submissions: hide or disqualify, cancel, re-run (one, or every one of a phase).
 
 The pipeline's own functions (`cancel_submission`, `reset_for_rerun`) change the evaluation state; this
-module decides which submissions they apply to. The caller writes the audit log, commits, then dispatches.
+module decides which submissions they apply to. The caller writes the audit log, commits, then dispatches
+(except `withdraw`, a team's own cancel, which does both).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ApiError
-from app.models import PENDING_STATUSES, Phase, Submission, SubmissionStatus
-from app.services import pipeline
+from app.models import PENDING_STATUSES, Phase, Submission, SubmissionStatus, Team
+from app.services import audit, pipeline
 from app.services.phases import seeds_for, tier_for
 from evaluator.store import list_tasks
 
@@ -43,6 +44,18 @@ def cancel(*, session: Session, submission: Submission, reason: str) -> None:
         raise ApiError(
             409, "not_pending", f"submission {submission.id} has already ended ({submission.status.value})"
         )
+
+
+def withdraw(*, session: Session, team: Team, submission: Submission, reason: str) -> None:
+    """A team cancels its own queued or running submission (API or page): audited like an organizer's
+    cancel, and committed. The caller has checked that the submission is the team's."""
+    reason = reason.strip() or "withdrawn by its team"
+    before = submission.status.value
+    cancel(session=session, submission=submission, reason=reason)
+    audit.commit_change(
+        session=session, actor=team, action="cancel", target=f"submission:{submission.id}",
+        reason=reason, changes={"status": [before, "cancelled"]},
+    )  # fmt: skip
 
 
 def rerun(*, session: Session, submission: Submission) -> None:

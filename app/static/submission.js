@@ -6,16 +6,12 @@
   if (!card) return;
   const url = card.dataset.statusUrl;
   const bar = document.getElementById("progress");
-  const stage = document.getElementById("stage");
-  const percent = document.getElementById("percent");
-  const eta = document.getElementById("eta");
+  const summary = document.getElementById("summary");
   const badge = document.getElementById("status");
 
   function show(s) {
     bar.value = s.progress;
-    stage.textContent = s.current_stage || s.status;
-    percent.textContent = (s.progress * 100).toFixed(1) + " %";
-    eta.textContent = s.eta_seconds == null ? "" : "· about " + Math.ceil(s.eta_seconds) + " s left";
+    summary.textContent = s.summary;  // place in the queue, or stage and progress, with the ETA (server-side)
     badge.textContent = s.status;
     badge.className = "status status-" + s.status;
   }

@@ -16,15 +16,24 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
-from app.api.deps import SessionDep, SubmissionId, client_address
+from app.api.deps import QueueDep, SessionDep, SubmissionId, client_address
 from app.api.routes.phases import csv_response
 from app.errors import ApiError
 from app.models import PENDING_STATUSES, Phase, Submission, Team, utcnow
-from app.services.leaderboard import board_csv, leaderboard, scores, submission_visible
+from app.services import moderation
+from app.services.leaderboard import (
+    BoardView,
+    board_csv,
+    leaderboard,
+    random_baseline_near,
+    scores,
+    submission_visible,
+)
+from app.services.queue import QueueView
 from app.services.submissions import list_team_submissions
 from app.services.teams import authenticate, authenticate_limited
 from app.web import chart as charts
-from app.web.format import LABELS, register_filters
+from app.web.format import LABELS, progress_line, register_filters
 
 COOKIE = "delbench_token"
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -81,11 +90,19 @@ def phases_page(request: Request, session: SessionDep, viewer: Viewer):
 
 
 @router.get("/phases/{slug}", response_class=HTMLResponse)
-def board_page(slug: str, request: Request, session: SessionDep, viewer: Viewer):
+def board_page(
+    slug: str, request: Request, session: SessionDep, viewer: Viewer, queue: QueueDep, view: BoardView = "all"
+):
     phase = phase_or_none(session, slug)
     if phase is None:
         return not_found(request, viewer, f"There is no phase {slug!r}.")
-    board = leaderboard(session=session, phase=phase, viewer=viewer)
+    board = leaderboard(session=session, phase=phase, viewer=viewer, view=view)
+    # what is being evaluated that this viewer may see: the baselines (public), and its own team's
+    in_progress = [
+        (sub, status_body(sub, queue))
+        for sub in queue.pending
+        if sub.phase_id == phase.id and submission_visible(sub, viewer)
+    ]
     chart = charts.build(
         [
             {
@@ -102,27 +119,29 @@ def board_page(slug: str, request: Request, session: SessionDep, viewer: Viewer)
     )
     return render(
         request, "board.html", viewer, phase=phase, board=board, chart=chart, labels=LABELS,
-        phases=list(session.scalars(select(Phase).order_by(Phase.id))), now=utcnow(),
+        phases=list(session.scalars(select(Phase).order_by(Phase.id))), now=utcnow(), in_progress=in_progress,
     )  # fmt: skip
 
 
 @router.get("/phases/{slug}/leaderboard.csv")
-def board_csv_page(slug: str, request: Request, session: SessionDep, viewer: Viewer):
+def board_csv_page(slug: str, request: Request, session: SessionDep, viewer: Viewer, view: BoardView = "all"):
     """The page's download: the rows this viewer sees (a signed-in team's own rows of a hidden phase)."""
     phase = phase_or_none(session, slug)
     if phase is None:
         return not_found(request, viewer, f"There is no phase {slug!r}.")
     return csv_response(
-        board_csv(leaderboard(session=session, phase=phase, viewer=viewer)), f"delbench-{slug}.csv"
+        board_csv(leaderboard(session=session, phase=phase, viewer=viewer, view=view)), f"delbench-{slug}.csv"
     )
 
 
 @router.get("/phases/{slug}/leaderboard.json")
-def board_json_page(slug: str, request: Request, session: SessionDep, viewer: Viewer):
+def board_json_page(
+    slug: str, request: Request, session: SessionDep, viewer: Viewer, view: BoardView = "all"
+):
     phase = phase_or_none(session, slug)
     if phase is None:
         return not_found(request, viewer, f"There is no phase {slug!r}.")
-    board = leaderboard(session=session, phase=phase, viewer=viewer)
+    board = leaderboard(session=session, phase=phase, viewer=viewer, view=view)
     return Response(
         board.model_dump_json(indent=1),
         media_type="application/json",
@@ -136,49 +155,80 @@ def visible_submission(session, submission_id: int, viewer: Team | None) -> Subm
 
 
 @router.get("/me", response_class=HTMLResponse)
-def my_submissions(request: Request, session: SessionDep, viewer: Viewer):
-    """The signed-in team's own submissions, newest first, with status, scores and links."""
+def my_submissions(request: Request, session: SessionDep, viewer: Viewer, queue: QueueDep):
+    """The signed-in team's own submissions, newest first, with status (place in the queue, stage and ETA
+    while pending), scores and links."""
     if viewer is None:
         return RedirectResponse("/login?next=/me", status_code=303)
     subs = list_team_submissions(session=session, team=viewer, limit=500)
-    return render(request, "mine.html", viewer, subs=subs, pending=PENDING_STATUSES)
+    summaries = {s.id: status_body(s, queue)["summary"] for s in subs if s.status in PENDING_STATUSES}
+    return render(request, "mine.html", viewer, subs=subs, summaries=summaries)
 
 
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)
-def submission_page(submission_id: SubmissionId, request: Request, session: SessionDep, viewer: Viewer):
+def submission_page(
+    submission_id: SubmissionId, request: Request, session: SessionDep, viewer: Viewer, queue: QueueDep
+):
     sub = visible_submission(session, submission_id, viewer)
     if sub is None:  # the same answer whether it does not exist or is not this viewer's to see
         return not_found(request, viewer, f"No submission {submission_id} that you can see.")
     owner = viewer is not None and (viewer.is_admin or viewer.id == sub.team_id)
     results = scores(sub.results) if sub.status.value == "succeeded" else None
+    random_row = random_baseline_near(session=session, submission=sub, viewer=viewer) if results else None
     runs = list(sub.runs)
     curves = {run.seed: run.results.get("loss_curve") or [] for run in runs}
     return render(
         request, "submission.html", viewer, sub=sub, owner=owner, results=results, runs=runs,
         loss=charts.loss_curve_path(curves), labels=LABELS, pending=sub.status in PENDING_STATUSES,
-        status=status_body(sub),
+        status=status_body(sub, queue), random_row=random_row,
+        random_scores=scores(random_row.results) if random_row else None,
     )  # fmt: skip
 
 
-def status_body(sub: Submission) -> dict:
-    eta = None
-    if sub.status in PENDING_STATUSES and sub.eta_at is not None:
-        eta = max(0.0, (sub.eta_at - utcnow()).total_seconds())
-    return {
+def status_body(sub: Submission, queue: QueueView) -> dict:
+    standing = queue.standing(sub)
+    body = {
         "id": sub.id,
         "status": sub.status.value,
         "current_stage": sub.current_stage,
         "progress": sub.progress,
-        "eta_seconds": eta,
+        "eta_seconds": queue.eta_seconds(sub),
+        "queue_position": standing.position,
+        "queue_ahead": standing.ahead,
+        "starts_in_seconds": standing.starts_in_seconds,
         "stages": [
             {"name": s.name, "seed": s.seed, "status": s.status.value, "progress": s.progress}
             for s in sub.stages
         ],
     }
+    return {**body, "summary": progress_line(body)}
+
+
+@router.post("/submissions/{submission_id}/cancel")
+def cancel_from_page(
+    submission_id: SubmissionId,
+    request: Request,
+    session: SessionDep,
+    viewer: Viewer,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+):
+    """The submission page's "Withdraw" button: the signed-in team cancels its own pending submission. The
+    cookie is SameSite=Lax, and the form must come from this site (Origin), so no other site can post it."""
+    sub = session.get(Submission, submission_id)
+    if viewer is None or sub is None or sub.team_id != viewer.id:
+        return not_found(request, viewer, f"No submission {submission_id} of yours to withdraw.")
+    if request.headers.get("origin") != str(request.base_url).rstrip("/"):
+        return render(request, "error.html", viewer, code=403, title="Refused",
+                      message="A withdrawal must be sent from this site's own submission page.")  # fmt: skip
+    try:
+        moderation.withdraw(session=session, team=viewer, submission=sub, reason=reason)
+    except ApiError as exc:
+        return render(request, "error.html", viewer, code=exc.status, title="Not withdrawn", message=str(exc))
+    return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
 
 
 @router.get("/submissions/{submission_id}/status.json")
-def submission_status(submission_id: SubmissionId, session: SessionDep, viewer: Viewer):
+def submission_status(submission_id: SubmissionId, session: SessionDep, viewer: Viewer, queue: QueueDep):
     """What the page polls while an evaluation runs: status, stage and progress (no scores)."""
     sub = visible_submission(session, submission_id, viewer)
     if sub is None:
@@ -187,7 +237,7 @@ def submission_status(submission_id: SubmissionId, session: SessionDep, viewer: 
                        "id": None}},
             status_code=404,
         )  # fmt: skip
-    return JSONResponse(status_body(sub), headers={"Cache-Control": "no-store"})
+    return JSONResponse(status_body(sub, queue), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/submissions/{submission_id}/selection.txt")

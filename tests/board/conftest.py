@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.models import Submission, Team
+from app.models import StageStatus, Submission, SubmissionStatus, Team, WorkerHeartbeat, utcnow
 from app.services import pipeline
 from app.services.phases import get_phase
 from app.services.submissions import STAGE_AGGREGATE, SubmissionMeta, create_submission
@@ -37,7 +37,9 @@ def add_team(stack, name: str) -> tuple[int, str]:
         return team.id, create_token(session=session, team=team)[1]
 
 
-def submit(stack, team_id: int, ids: list[str], method: str, phase: str = "dev", **meta) -> int:
+def submit(
+    stack, team_id: int, ids: list[str], method: str, phase: str = "dev", is_baseline: bool = False, **meta
+) -> int:
     with stack.session() as session:
         return create_submission(
             session=session,
@@ -47,7 +49,29 @@ def submit(stack, team_id: int, ids: list[str], method: str, phase: str = "dev",
             meta=SubmissionMeta(method=method, **meta),
             uploads_dir=stack.settings.uploads_dir,
             max_bytes=10**6,
+            is_baseline=is_baseline,
         ).id
+
+
+def start_pretraining(stack, submission_id: int, progress: float) -> None:
+    """Put a submission where a worker has it: validated, pretraining `progress` of the way."""
+    with stack.session() as session:
+        sub = session.get(Submission, submission_id)
+        for stage in sub.stages:
+            if stage.name == "validate":
+                pipeline.complete_stage(session=session, stage=stage, detail=None, seconds=0.5, log_tail=None)
+            elif stage.name == "pretrain":
+                stage.status, stage.progress = StageStatus.running, progress
+                stage.started_at = stage.heartbeat_at = utcnow()
+        sub.status, sub.current_stage = SubmissionStatus.running, "pretrain"
+        sub.started_at = utcnow()
+        sub.progress = 0.02 + 0.6 * progress
+
+
+def beat(stack, name: str, queues: str = "gpu,light") -> None:
+    """A live worker's heartbeat row, as the worker writes it."""
+    with stack.session() as session:
+        session.merge(WorkerHeartbeat(name=name, queues=queues, pid=1, last_seen_at=utcnow()))
 
 
 def finish(stack, submission_id: int, miou_by_dataset) -> None:

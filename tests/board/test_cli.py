@@ -4,12 +4,15 @@ the evaluation ends and prints the results the API holds."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 
 import httpx
 import pytest
 
 from app.models import Submission
+from tests.board.conftest import add_team, beat, finish, start_pretraining, submit
 from tests.server.conftest import REPO, child_env, delbench_cmd, free_port, seed_phase
 from tests.server.procs import start_server, start_worker
 
@@ -70,3 +73,41 @@ def test_submit_follows_the_evaluation_to_its_results(stack, pool_dir, pool_ids,
     assert gone.returncode == 1 and f"cannot reach the DELBench server at {base}" in gone.stderr
     missing = cli("status", env={"DELBENCH_SERVER": base})
     assert missing.returncode == 2 and "DELBENCH_TOKEN" in missing.stderr
+
+
+def test_follow_shows_the_servers_place_and_eta(stack, pool_dir, pool_ids, tmp_path):
+    """While the upload waits behind another team's running evaluation, the bar says what the server says:
+    its place in the queue and the server's estimate, not one of tqdm's own."""
+    seeded = seed_phase(stack, pool_dir)
+    other, _ = add_team(stack, "team-b")
+    finish(stack, submit(stack, other, pool_ids[:24], "done"), 0.6)  # the history the estimate reads
+    start_pretraining(stack, submit(stack, other, pool_ids[:48], "running"), 0.5)
+    beat(stack, "gpu0@host")  # a GPU worker alive (this test runs none, so the upload keeps waiting)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(pool_ids[:96]) + "\n")
+    port = free_port()
+    env = {"DELBENCH_SERVER": f"http://127.0.0.1:{port}", "DELBENCH_TOKEN": seeded.token}
+    api = start_server(stack.env, port, tmp_path)
+    err = tmp_path / "follow.err"
+    try:
+        with err.open("w") as stderr:
+            follow = subprocess.Popen(
+                delbench_cmd("submit", str(ids), "--phase", "dev", "--poll", "0.3"),
+                cwd=REPO, env=child_env(env), stdout=subprocess.PIPE, stderr=stderr, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 60
+            while (
+                "done in ~" not in err.read_text() and time.monotonic() < deadline and follow.poll() is None
+            ):
+                time.sleep(0.2)
+            follow.send_signal(signal.SIGINT)
+            out, _ = follow.communicate(timeout=30)
+        shown = err.read_text()
+        assert "place 1 in the queue" in shown and "starts in ~" in shown and "done in ~" in shown, shown
+        assert "#" in shown and "waiting" in shown
+        assert follow.returncode == 130 and "the evaluation goes on" in shown and "Traceback" not in shown
+        sid = int(out.split()[1])
+        status = cli("status", str(sid), env=env)
+        assert status.returncode == 0 and "place 1 in the queue, starts in ~" in status.stdout
+    finally:
+        api.stop()

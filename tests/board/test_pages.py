@@ -54,7 +54,7 @@ def test_board_page_rows_chart_and_downloads(stack, client, pool_dir, pool_ids):
         r'data-id="(\d+)"', html
     )
     assert "half &amp; &lt;b&gt;bold&lt;/b&gt;" in html  # escaped
-    assert "60.5 ± 0.7" in html  # mean ± sample sd over the two seeds (0.60, 0.61), in percent
+    assert '60.5<span class="sd">± 0.7</span>' in html  # mean ± sample sd over the seeds (0.60, 0.61), in %
     assert f'href="/submissions/{a}"' in html
 
     rows = list(csv.DictReader(io.StringIO(client.get("/phases/dev/leaderboard.csv").text)))

@@ -8,15 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import CeleryDep, CurrentTeam, SessionDep, SettingsDep, SubmissionId
+from app.api.deps import CeleryDep, CurrentTeam, QueueDep, SessionDep, SettingsDep, SubmissionId
 from app.errors import ApiError
-from app.models import PENDING_STATUSES, DuplicatePolicy, Submission, utcnow
+from app.models import DuplicatePolicy, Submission, Team
 from app.models.submissions import IDEMPOTENCY_KEY_MAX
 from app.schemas import Accepted, CancelRequest, ErrorBody, StageOut, SubmissionOut
-from app.services import audit, moderation
+from app.services import moderation
 from app.services.dispatch import dispatch_next
-from app.services.leaderboard import scores
+from app.services.leaderboard import scores, submission_visible
 from app.services.phases import get_phase
+from app.services.queue import QueueView
 from app.services.submissions import (
     SubmissionMeta,
     create_submission,
@@ -146,9 +147,15 @@ def _accepted(request: Request, submission: Submission) -> Accepted:
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut, responses=ERRORS)
-def read_submission(submission_id: SubmissionId, session: SessionDep, team: CurrentTeam) -> SubmissionOut:
-    """Status, current stage, progress, ETA, results (when done) and error (when failed)."""
-    return submission_out(get_team_submission(session=session, team=team, submission_id=submission_id))
+def read_submission(
+    submission_id: SubmissionId, session: SessionDep, team: CurrentTeam, queue: QueueDep
+) -> SubmissionOut:
+    """Status, current stage, progress, place in the queue and ETA, results (when done) and error (when
+    failed). Your own submissions, and the organizers' baselines (public entries) of any team."""
+    submission = session.get(Submission, submission_id)
+    if submission is not None and submission.is_baseline and submission_visible(submission, team):
+        return submission_out(submission, queue, viewer=team)
+    return submission_out(get_team_submission(session=session, team=team, submission_id=submission_id), queue)
 
 
 @router.post(
@@ -157,32 +164,31 @@ def read_submission(submission_id: SubmissionId, session: SessionDep, team: Curr
     responses={**ERRORS, 409: {"model": ErrorBody}},
 )
 def cancel_own_submission(
-    submission_id: SubmissionId, body: CancelRequest, session: SessionDep, team: CurrentTeam
+    submission_id: SubmissionId, body: CancelRequest, session: SessionDep, team: CurrentTeam, queue: QueueDep
 ) -> SubmissionOut:
     """Withdraw your own queued or running submission: a running task stops at its next heartbeat, and the
     quota slot is given back. Written to the audit log like an organizer's cancel."""
     submission = get_team_submission(session=session, team=team, submission_id=submission_id)
-    reason = body.reason.strip() or "withdrawn by its team"
-    before = submission.status.value
-    moderation.cancel(session=session, submission=submission, reason=reason)
-    audit.commit_change(
-        session=session, actor=team, action="cancel", target=f"submission:{submission_id}",
-        reason=reason, changes={"status": [before, "cancelled"]},
-    )  # fmt: skip
-    return submission_out(submission)
+    moderation.withdraw(session=session, team=team, submission=submission, reason=body.reason)
+    return submission_out(submission, queue)
 
 
 @router.get("/submissions", response_model=list[SubmissionOut], responses=ERRORS)
-def list_submissions(session: SessionDep, team: CurrentTeam, phase: str | None = None) -> list[SubmissionOut]:
+def list_submissions(
+    session: SessionDep, team: CurrentTeam, queue: QueueDep, phase: str | None = None
+) -> list[SubmissionOut]:
     """The calling team's submissions, newest first (optionally of one phase)."""
     selected = get_phase(session=session, slug=phase) if phase else None
-    return [submission_out(s) for s in list_team_submissions(session=session, team=team, phase=selected)]
+    return [
+        submission_out(s, queue) for s in list_team_submissions(session=session, team=team, phase=selected)
+    ]
 
 
-def submission_out(s: Submission) -> SubmissionOut:
-    eta = None
-    if s.status in PENDING_STATUSES and s.eta_at is not None:
-        eta = max(0.0, (s.eta_at - utcnow()).total_seconds())
+def submission_out(s: Submission, queue: QueueView, *, viewer: Team | None = None) -> SubmissionOut:
+    """`viewer`: someone outside the submission's team reading a public entry, who is not shown its errors
+    and logs (server paths, other teams' data)."""
+    standing = queue.standing(s)
+    private = viewer is not None and not viewer.is_admin and viewer.id != s.team_id
     return SubmissionOut(
         id=s.id,
         phase=s.phase.slug,
@@ -194,7 +200,10 @@ def submission_out(s: Submission) -> SubmissionOut:
         status=s.status.value,
         current_stage=s.current_stage,
         progress=s.progress,
-        eta_seconds=eta,
+        eta_seconds=queue.eta_seconds(s),
+        queue_position=standing.position,
+        queue_ahead=standing.ahead,
+        starts_in_seconds=standing.starts_in_seconds,
         n=s.n,
         pool_size=s.pool_size,
         retained_fraction=s.retained_fraction,
@@ -208,8 +217,8 @@ def submission_out(s: Submission) -> SubmissionOut:
         created_at=s.created_at,
         started_at=s.started_at,
         finished_at=s.finished_at,
-        error=s.error,
-        log_tail=s.log_tail,
+        error=None if private else s.error,
+        log_tail=None if private else s.log_tail,
         results=scores(s.results) if s.status.value == "succeeded" else None,
         stages=[
             StageOut(
@@ -221,7 +230,7 @@ def submission_out(s: Submission) -> SubmissionOut:
                 started_at=st.started_at,
                 finished_at=st.finished_at,
                 seconds=st.seconds,
-                log_tail=st.log_tail if st.status.value == "failed" else None,
+                log_tail=st.log_tail if st.status.value == "failed" and not private else None,
             )
             for st in s.stages
         ],

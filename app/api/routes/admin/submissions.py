@@ -6,24 +6,26 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from app.admin_schemas import AdminSubmissionOut, Changed, Moderation, Reason, Rerun
-from app.api.deps import AdminDep, CeleryDep, SessionDep, SubmissionId
+from app.api.deps import AdminDep, CeleryDep, QueueDep, SessionDep, SubmissionId
 from app.api.routes.submissions import submission_out
 from app.models import Phase, Submission, SubmissionStatus, Team
 from app.services import audit, moderation
 from app.services.dispatch import dispatch_next
+from app.services.queue import QueueView
 
 router = APIRouter(prefix="/submissions")
 
 
-def admin_out(s: Submission) -> AdminSubmissionOut:
+def admin_out(s: Submission, queue: QueueView) -> AdminSubmissionOut:
     return AdminSubmissionOut(
-        **submission_out(s).model_dump(), file_path=s.file_path, dispatched_at=s.dispatched_at
+        **submission_out(s, queue).model_dump(), file_path=s.file_path, dispatched_at=s.dispatched_at
     )
 
 
 @router.get("", response_model=list[AdminSubmissionOut])
 def list_all(
     session: SessionDep,
+    queue: QueueDep,
     phase: str | None = None,
     team: str | None = None,
     status: SubmissionStatus | None = None,
@@ -37,12 +39,12 @@ def list_all(
         query = query.join(Team, Team.id == Submission.team_id).where(Team.name == team)
     if status:
         query = query.where(Submission.status == status)
-    return [admin_out(s) for s in session.scalars(query)]
+    return [admin_out(s, queue) for s in session.scalars(query)]
 
 
 @router.get("/{submission_id}", response_model=AdminSubmissionOut)
-def read_one(submission_id: SubmissionId, session: SessionDep) -> AdminSubmissionOut:
-    return admin_out(moderation.get_submission(session=session, submission_id=submission_id))
+def read_one(submission_id: SubmissionId, session: SessionDep, queue: QueueDep) -> AdminSubmissionOut:
+    return admin_out(moderation.get_submission(session=session, submission_id=submission_id), queue)
 
 
 @router.post("/{submission_id}/cancel", response_model=Changed)
