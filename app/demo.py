@@ -289,9 +289,9 @@ def main(command: str, argv: list[str]) -> int:
             time.sleep(0.2)  # supervising loop: wakes for a signal or a child's exit
     finally:
         _stop(api, signal.SIGTERM)
-        _stop(
-            worker, signal.SIGQUIT
-        )  # cold shutdown: an unfinished task is re-enqueued by the next run's reconciler
+        # warm shutdown: a running stage stops at its next step and is handed back, to resume from its
+        # checkpoint at the next start (a cold one would have Celery's solo pool try to kill the task)
+        _stop(worker, signal.SIGTERM, timeout=60)
     if not stopping:
         print(
             f"demo: a process exited unexpectedly (worker {worker.returncode}, api {api.returncode})",

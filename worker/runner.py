@@ -43,8 +43,10 @@ TRANSIENT = (
 )
 
 
-# Set by Celery's `worker_shutting_down` signal. A cold shutdown (SIGQUIT, the demo's Ctrl-C) interrupts the
-# running task with whatever exception the pool raises: that is the worker stopping, not the stage failing.
+# Set by Celery's `worker_shutting_down` signal, warm or cold, in the process the signal reaches (the solo
+# pool's worker itself). A warm shutdown (SIGTERM) stops the running stage at its next progress report; a
+# cold one (SIGQUIT) interrupts it with whatever exception the pool raises: either is the worker stopping,
+# not the stage failing.
 SHUTTING_DOWN = threading.Event()
 
 
@@ -65,6 +67,12 @@ class NotReady(Exception):
 
 class StageAbandoned(Exception):
     """The task no longer holds its stage (cancelled, or its lease lapsed and another task took over)."""
+
+
+class WorkerStopping(Exception):
+    """The worker is shutting down (SIGTERM, the demo's Ctrl-C): the stage stops at its next step and is
+    handed back and sent again, to resume from its checkpoint, instead of holding the shutdown for as long
+    as the stage has left to run."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ def run_stage(
     def progress(_stage: str, done: int, total: int) -> None:
         if lease.lost.is_set():
             raise StageAbandoned(label)
+        if SHUTTING_DOWN.is_set():
+            raise WorkerStopping(label)
         now = time.monotonic()
         if now - last_write[0] < rt.settings.progress_interval and done < total:
             return  # throttled: at most one write per interval (the first and the last always go)
@@ -208,6 +218,19 @@ def run_stage(
         return _summary(detail)
     except StageAbandoned:
         log.warning("%s: abandoned (cancelled, or another task took it over)", label)
+        return None
+    except WorkerStopping:
+        _release(rt, ctx_fields["stage_id"], task_id)
+        try:
+            with rt.session() as session:  # sent again now, so that the next worker to start takes it
+                dispatch_next(
+                    session=session, celery=task.app, submission=session.get(Submission, submission_id)
+                )
+        except TRANSIENT:
+            log.warning("%s: could not send the stage again; the reconciler will", label, exc_info=True)
+        log.warning(
+            "%s: the worker is shutting down; stage handed back, to resume from its checkpoint", label
+        )
         return None
     except NotReady as exc:
         _release(rt, ctx_fields["stage_id"], task_id)

@@ -96,9 +96,27 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
         phases_and_health = run_block(blocks["phases"], tmp_path, env)
         assert '"slug":"demo"' in phases_and_health and '{"status":"ok","database":"ok"}' in phases_and_health
 
+        # Ctrl-C in the middle of a pretraining: a clean stop, and the next start resumes it
+        headers = {"Authorization": f"Bearer {token}"}
+        part = "\n".join((data / "example-selection.txt").read_text().split()[:24])
+        upload = httpx.post(f"{base}/api/v1/phases/demo/submissions", headers=headers,
+                            files={"file": ("half.txt", part)}, data={"method": "half"})  # fmt: skip
+        interrupted = upload.json()["id"]
+
+        def pretraining():
+            sub = httpx.get(f"{base}/api/v1/submissions/{interrupted}", headers=headers).json()
+            stages = {s["name"]: s for s in sub["stages"]}
+            return sub["status"] != "queued" and stages["pretrain"]["status"] != "pending"
+
+        wait_until(
+            pretraining, timeout=120, what="the second upload's pretraining to start", proc_logs=[demo]
+        )
         demo.popen.send_signal(signal.SIGINT)  # what Ctrl-C sends; children run in their own sessions
-        assert demo.popen.wait(timeout=60) == 0
-        assert "demo: stopped" in demo.tail()
+        assert demo.popen.wait(timeout=90) == 0
+        stopped = demo.tail(100_000)
+        assert "demo: stopped" in stopped
+        assert "Traceback" not in stopped and "kill_job" not in stopped, stopped[-3000:]
+        assert "stage handed back" in stopped  # it stopped at a step, not at the stage's end
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{base}/healthz", timeout=2)
     finally:
@@ -109,6 +127,8 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
     again = Proc("demo-again", delbench_cmd(*args), {}, tmp_path)
     try:
         assert printed_token(again) == token
+        resumed = poll_submission(base, token, interrupted, until={"succeeded"}, timeout=240, procs=[again])
+        assert resumed["status"] == "succeeded"
     finally:
         again.stop()
     # the demo generated the same pool as the suite's (same generator, seed, size and resolution: the
