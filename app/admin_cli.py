@@ -1,5 +1,6 @@
 """`delbench admin`: organizer bootstrap from a shell (teams, tokens, benchmarks, phases) against the
-configured database, until the admin API does the same over HTTP. Every action goes to the audit log."""
+configured database (DELBENCH_DATABASE_URL), the shell's counterpart of the admin API for the first admin
+team. Every action goes to the audit log."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db import make_engine, make_session_factory, migrate, session_scope
+from app.db import has_schema, make_engine, make_session_factory, migrate, session_scope
 from app.errors import ApiError
 from app.models import Benchmark, Team, Visibility
 from app.services import audit
@@ -29,6 +30,12 @@ def _when(value: str) -> datetime:
 
 def _parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"delbench {command}", description=__doc__)
+    parser.add_argument(
+        "--create-database",
+        action="store_true",
+        help="create and migrate the database if it does not exist yet (otherwise refused: a mistyped "
+        "DELBENCH_DATABASE_URL would silently make a second, empty one)",
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     team = sub.add_parser("create-team", help="create a team and print its first API token (shown once)")
     team.add_argument("name")
@@ -65,6 +72,14 @@ def main(command: str, argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    if not args.create_database and not has_schema(settings.database_url):
+        print(
+            f"delbench admin: no DELBench database at {settings.database_url}. Point DELBENCH_DATABASE_URL at "
+            "the server's database (the demo's is DATA_DIR/delbench.sqlite, default data/demo/delbench.sqlite; "
+            "its admin token is in `delbench demo --info`), or pass --create-database to create this one.",
+            file=sys.stderr,
+        )
+        return 2
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     actor = f"cli:{getpass.getuser()}"

@@ -112,6 +112,23 @@ def alembic_config(url: str):
     return config
 
 
+def has_schema(url: str) -> bool:
+    """Whether `url` names a database that DELBench's migrations have set up (without creating a SQLite file
+    where there is none)."""
+    from sqlalchemy import inspect
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            return False
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return inspect(connection).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
 def migrate(url: str) -> None:
     """`alembic upgrade head` on `url` (start-up runs it: the schema only changes through migrations)."""
     from alembic import command

@@ -40,13 +40,13 @@ def wait_until(
 class Proc:
     """A child process in its own session (so signals reach it and its children alone), logging to a file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path):
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path = REPO):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.popen = subprocess.Popen(
             args,
-            cwd=REPO,
+            cwd=cwd,
             env=child_env(env),
             stdout=self.log,
             stderr=subprocess.STDOUT,

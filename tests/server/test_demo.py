@@ -7,6 +7,8 @@ import json
 import re
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,12 +19,13 @@ from tests.server.test_end_to_end import assert_board_matches
 
 pytestmark = pytest.mark.slow
 
-DOCS = REPO / "docs" / "server.md"
+SERVER_DOC = REPO / "docs" / "server.md"
+BOARD_DOC = REPO / "docs" / "board.md"
 
 
-def documented_blocks() -> dict[str, str]:
-    """The ```bash blocks of docs/server.md whose first line is `# tested: NAME`, by name, in order."""
-    blocks = re.findall(r"```bash\n# tested: (\S+)\n(.*?)```", DOCS.read_text(), flags=re.S)
+def documented_blocks(doc: Path = SERVER_DOC) -> dict[str, str]:
+    """The ```bash blocks of a doc whose first line is `# tested: NAME`, by name, in order."""
+    blocks = re.findall(r"```bash\n# tested: (\S+)\n(.*?)```", doc.read_text(), flags=re.S)
     return dict(blocks)
 
 
@@ -39,6 +42,18 @@ def run_block(script: str, cwd, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def json_values(text: str) -> list:
+    """Every JSON document in `text`, in order (curl prints its answers back to back); other text skipped."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        if text[at] in "{[":
+            value, at = decoder.raw_decode(text, at)
+            values.append(value)
+        else:
+            at += 1
+    return values
+
+
 def printed_token(demo: Proc) -> str:
     """The participant token the demo's banner shows, once it has shown it."""
     return wait_until(
@@ -51,9 +66,12 @@ def printed_token(demo: Proc) -> str:
 
 def test_docs_list_the_tested_examples():
     assert list(documented_blocks()) == ["upload", "status", "mine", "leaderboard", "phases", "error"]
+    assert list(documented_blocks(BOARD_DOC)) == [
+        "admin-phases", "admin-submissions", "admin-baselines", "admin-teams", "admin-operations",
+    ]  # fmt: skip
 
 
-def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
+def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, pool_ids, every_10th):
     data = tmp_path / "data" / "demo"
     port = free_port()
     args = [
@@ -67,7 +85,7 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
         "--pool-size",
         "480",
     ]
-    demo = Proc("demo", delbench_cmd(*args), {}, tmp_path)
+    demo = Proc("demo", delbench_cmd(*args), {}, tmp_path, cwd=tmp_path)  # where the docs' paths start
     try:
         token = printed_token(demo)
         base = f"http://127.0.0.1:{port}"
@@ -96,8 +114,35 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, every_10th):
         phases_and_health = run_block(blocks["phases"], tmp_path, env)
         assert '"slug":"demo"' in phases_and_health and '{"status":"ok","database":"ok"}' in phases_and_health
 
-        # Ctrl-C in the middle of a pretraining: a clean stop, and the next start resumes it
+        # docs/board.md's organizer examples, as they are, with the printed admin token
         headers = {"Authorization": f"Bearer {token}"}
+        spare = httpx.post(f"{base}/api/v1/phases/demo/submissions", headers=headers,
+                           files={"file": ("spare.txt", "\n".join(pool_ids[:30]))}, data={"method": "spare"})  # fmt: skip
+        admin_env = {**env, "ADMIN": admin, "SID": str(spare.json()["id"]),
+                     "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}  # fmt: skip
+        answers = {
+            name: run_block(block, tmp_path, admin_env)
+            for name, block in documented_blocks(BOARD_DOC).items()
+        }
+        phases = json_values(answers["admin-phases"])
+        assert phases[0]["slug"] == "delbench" and phases[1]["slug"] == "test"
+        assert {p["slug"] for p in phases[4]} == {"demo", "test"}
+        cancelled, rerun = json_values(answers["admin-submissions"])[1:3]
+        assert cancelled["changes"]["status"][1] == "cancelled" and rerun["requeued"] == [
+            int(admin_env["SID"])
+        ]
+        created, disabled, rekeyed, teams = json_values(answers["admin-teams"])
+        assert created["team"] == rekeyed["team"] == "team-x" and created["token"] != rekeyed["token"]
+        assert disabled["changes"] == {"disabled": [False, True]} and "team-x" in {t["name"] for t in teams}
+        assert "workers_alive" in json_values(answers["admin-operations"])[0]
+        baseline = json_values(answers["admin-baselines"])[-1]
+        admin_headers = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+        # the test phase's tier is not the demo's: its evaluations are not run here
+        for extra in (baseline["id"], int(admin_env["SID"])):
+            httpx.post(f"{base}/api/v1/admin/submissions/{extra}/cancel", headers=admin_headers,
+                       json={"reason": "the test is over"})  # fmt: skip
+
+        # Ctrl-C in the middle of a pretraining: a clean stop, and the next start resumes it
         part = "\n".join((data / "example-selection.txt").read_text().split()[:24])
         upload = httpx.post(f"{base}/api/v1/phases/demo/submissions", headers=headers,
                             files={"file": ("half.txt", part)}, data={"method": "half"})  # fmt: skip

@@ -58,8 +58,16 @@ def test_admin_cli_bootstraps_a_phase_and_a_team(tmp_path, pool_dir):
         "DELBENCH_DATABASE_URL": f"sqlite:///{tmp_path / 'admin.sqlite'}",
         "DELBENCH_DATA_DIR": str(tmp_path),
     }
+    refused = run_cli("admin", "create-team", "alpha", env=env)  # no database there yet: not made silently
+    assert (
+        refused.returncode == 2
+        and "--create-database" in refused.stderr
+        and "DELBENCH_DATABASE_URL" in refused.stderr
+    )
+    assert not (tmp_path / "admin.sqlite").exists()
     made = run_cli(
         "admin",
+        "--create-database",
         "create-phase",
         "p1",
         "--benchmark",
