@@ -275,3 +275,18 @@ def test_unloadable_checkpoint_and_cached_encoder_are_discarded_and_redone(
         again = pretrain_encoder(**run, cache_dir=tmp_path / "cut")
         assert not again.cache_hit and again.loss_curve == straight.loss_curve
         assert pretrain_encoder(**run, cache_dir=tmp_path / "cut").cache_hit
+
+
+def test_a_frozen_encoder_finetune_trains_the_head_only(small_pool, tmp_path):
+    """freeze_encoder: the encoder's weights come out of the finetune exactly as they went in; without it
+    they change."""
+    from evaluator.finetune import finetune
+
+    task = open_task(Path(small_pool) / "tasks" / TASK_NAMES[0], load_tier(MICRO_TIER).resolution)
+    for frozen in (True, False):
+        tier = derive_tier(MICRO_TIER, finetune={"freeze_encoder": frozen, "steps": 3})
+        encoder = load_encoder(None, tier, seed=0)
+        before = {k: v.clone() for k, v in encoder.state_dict().items()}
+        result = finetune(encoder=encoder, task=task, tier=tier, seed=0, device=torch.device("cpu"))
+        unchanged = all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+        assert unchanged == frozen and 0.0 <= result["miou"] <= 1.0
