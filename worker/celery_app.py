@@ -6,6 +6,10 @@ it ends, so a killed worker's job is not lost; light work (validation, aggregati
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -64,6 +68,41 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,  # delbench's own logging config stays in force
     )
     return app
+
+
+def queued_submissions(app: Celery, queue: str) -> set[int] | None:
+    """The submissions that have a message waiting in `queue`, read from where the broker keeps them (the
+    Redis list, the filesystem broker's files); None for a broker whose queue this cannot read. Messages a
+    worker has taken are not waiting: they are the worker's, until it acknowledges or dies."""
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        if hasattr(channel, "priority_steps") and hasattr(channel, "client"):  # Redis
+            # LRANGE is not among the commands kombu's client prefixes: the key is named in full
+            raw = channel.client.lrange((getattr(channel, "global_keyprefix", "") or "") + queue, 0, -1)
+        elif hasattr(channel, "data_folder_out"):  # the filesystem broker: one file per message
+            raw = []
+            for path in Path(channel.data_folder_out).glob(f"*.{queue}.msg"):
+                try:
+                    raw.append(path.read_bytes())
+                except FileNotFoundError:  # taken by a worker meanwhile
+                    pass
+        else:
+            return None
+    return {sid for sid in map(_submission_of, raw) if sid is not None}
+
+
+def _submission_of(raw: bytes) -> int | None:
+    """The submission a task message is for: its first integer argument (every DELBench task takes the
+    submission's ID first, after a chord's header results for `aggregate`)."""
+    try:
+        message = json.loads(raw)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return next((a for a in args if isinstance(a, int) and not isinstance(a, bool)), None)
 
 
 def queue_size(app: Celery, queue: str) -> int:

@@ -16,7 +16,7 @@ from celery import Celery, bootsteps
 from app.models import WorkerHeartbeat, utcnow
 from app.services.dispatch import dispatch_next
 from app.services.reconcile import find_stuck, try_lock
-from worker.celery_app import queue_size
+from worker.celery_app import queue_size, queued_submissions
 from worker.runtime import runtime
 
 log = logging.getLogger("delbench.reconcile")
@@ -34,6 +34,7 @@ def reconcile_once(app: Celery) -> list[int]:
             lease_seconds=rt.settings.lease_seconds,
             max_attempts=rt.settings.max_attempts,
             queue_size=lambda queue: queue_size(app, queue),
+            queued=lambda queue: queued_submissions(app, queue),
         )
         for submission in stuck:
             dispatch_next(session=session, celery=app, submission=submission)

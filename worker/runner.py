@@ -107,11 +107,13 @@ class LogTail(logging.Handler):
 
 
 class Lease(threading.Thread):
-    """Renews the stage's heartbeat every quarter lease while the stage runs, whatever the stage is doing."""
+    """Renews the stage's heartbeat every quarter lease while the stage runs, whatever the stage is doing,
+    and stores the log tail with it: if the worker dies, the submission the reconciler fails still says
+    what its stage was doing."""
 
-    def __init__(self, rt: Runtime, stage_id: int, task_id: str):
+    def __init__(self, rt: Runtime, stage_id: int, task_id: str, tail: LogTail):
         super().__init__(daemon=True, name=f"lease-{stage_id}")
-        self.rt, self.stage_id, self.task_id = rt, stage_id, task_id
+        self.rt, self.stage_id, self.task_id, self.tail = rt, stage_id, task_id, tail
         self.stopped = threading.Event()
         self.lost = threading.Event()
 
@@ -120,7 +122,13 @@ class Lease(threading.Thread):
         while not self.stopped.wait(interval):
             try:
                 with self.rt.session() as session:
-                    if not pipeline.heartbeat(session=session, stage_id=self.stage_id, task_id=self.task_id):
+                    alive = pipeline.heartbeat(
+                        session=session,
+                        stage_id=self.stage_id,
+                        task_id=self.task_id,
+                        log_tail=self.tail.text(),
+                    )
+                    if not alive:
                         self.lost.set()
                         return
             except Exception:  # the database may be briefly away; the lease has slack for that
@@ -171,7 +179,7 @@ def run_stage(
     log.info("%s: started (attempt %d, task %s)", label, stage.attempts, task_id)
 
     tail = LogTail(rt.settings.log_tail_lines)
-    lease = Lease(rt, ctx_fields["stage_id"], task_id)
+    lease = Lease(rt, ctx_fields["stage_id"], task_id, tail)
     last_write = [0.0]
 
     def progress(_stage: str, done: int, total: int) -> None:

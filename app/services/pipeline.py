@@ -129,12 +129,17 @@ def holds(stage: EvaluationStage, task_id: str) -> bool:
     )
 
 
-def heartbeat(*, session: Session, stage_id: int, task_id: str, now: datetime | None = None) -> bool:
-    """Renew the lease; False when the caller no longer holds the stage (cancelled, or taken over)."""
+def heartbeat(
+    *, session: Session, stage_id: int, task_id: str, log_tail: str | None = None, now: datetime | None = None
+) -> bool:
+    """Renew the lease (and keep the stage's log tail so far); False when the caller no longer holds the
+    stage (cancelled, or taken over)."""
     stage = session.get(EvaluationStage, stage_id)
     if stage is None or not holds(stage, task_id):
         return False
     stage.heartbeat_at = now or utcnow()
+    if log_tail:
+        stage.log_tail = log_tail
     return True
 
 

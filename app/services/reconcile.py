@@ -5,9 +5,14 @@ a duplicate message costs one no-op task, while a lost one would leave a submiss
 A submission needs re-enqueueing when
 - a stage is `running` but its heartbeat is older than the lease: its worker died (SIGKILL, OOM, a lost
   machine); the stage goes back to `pending` (or, after `max_attempts` interruptions, the submission fails);
-- nothing runs, nothing happened for a lease, and the queue its next step goes to is empty: the message
-  was lost (a broker restart, an embedded broker's message taken by a killed worker, a failed send).
-  While that queue holds messages, the submission's may be among them, waiting its turn: it is left alone.
+- nothing runs, nothing happened for a lease, and no message for it waits in the queue its next step goes
+  to: the message was lost (a broker restart, an embedded broker's message taken by a killed worker, a
+  failed send). The queue is read message by message where the broker allows it (Redis, the filesystem
+  broker), so a lost message is sent again however busy the queue; on another broker only an empty queue
+  says so, and while it holds messages the submission's may be among them, waiting its turn.
+
+Each candidate's stages are read again, locked, before anything is decided (on PostgreSQL), so a stage a
+worker claimed since the first read is seen as claimed and not sent a second time.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.models import PENDING_STATUSES, StageStatus, Submission
+from app.models import PENDING_STATUSES, EvaluationStage, StageStatus, Submission
 from app.services.pipeline import fail_submission, is_stale, next_steps
 
 log = logging.getLogger("delbench.reconcile")
@@ -39,13 +44,19 @@ def find_stuck(
     lease_seconds: float,
     max_attempts: int,
     queue_size: Callable[[str], int],
+    queued: Callable[[str], set[int] | None] = lambda queue: None,
 ) -> list[Submission]:
-    """Submissions to enqueue again (their stale stages already reset); the caller dispatches and commits."""
+    """Submissions to enqueue again (their stale stages already reset); the caller dispatches and commits.
+    `queued(queue)`: the submissions with a message waiting there, or None where that cannot be read."""
     lease = timedelta(seconds=lease_seconds)
     stuck = []
+    waiting_in: dict[str, set[int] | None] = {}
     for submission in session.scalars(
         select(Submission).where(Submission.status.in_(PENDING_STATUSES)).order_by(Submission.id)
     ):
+        _reread_locked(session, submission)
+        if submission.status not in PENDING_STATUSES:
+            continue
         running = [s for s in submission.stages if s.status == StageStatus.running]
         if any(not is_stale(s, now, lease_seconds) for s in running):
             continue  # a live task holds it
@@ -85,16 +96,35 @@ def find_stuck(
         steps = next_steps(submission)
         if not steps:
             continue
+        queue = steps[0].queue
         try:
-            waiting = queue_size(steps[0].queue)
+            if queue not in waiting_in:
+                waiting_in[queue] = queued(queue)
+            known = waiting_in[queue]
+            lost = submission.id not in known if known is not None else queue_size(queue) == 0
         except Exception:  # the broker is down: re-sending would fail too
-            log.exception("reconciler: cannot read the size of queue %s", steps[0].queue)
+            log.exception("reconciler: cannot read queue %s", queue)
             continue
-        if waiting == 0:
+        if lost:
             log.warning(
-                "submission %d: no task holds it and queue %s is empty; re-enqueueing",
+                "submission %d: no task holds it and no message for it waits in queue %s; re-enqueueing",
                 submission.id,
-                steps[0].queue,
+                queue,
             )
             stuck.append(submission)
     return stuck
+
+
+def _reread_locked(session: Session, submission: Submission) -> None:
+    """The submission and its stages as committed now, locked until the caller commits (PostgreSQL): a
+    worker's claim in between waits for the reconciler's decision instead of being overlooked by it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: one host, and writers are serialised anyway
+    session.execute(
+        select(Submission).where(Submission.id == submission.id).with_for_update()
+        .execution_options(populate_existing=True)
+    )  # fmt: skip
+    session.execute(
+        select(EvaluationStage).where(EvaluationStage.submission_id == submission.id).with_for_update()
+        .execution_options(populate_existing=True)
+    )  # fmt: skip

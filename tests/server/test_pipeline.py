@@ -11,7 +11,7 @@ from app.models import StageStatus, Submission, SubmissionStatus, utcnow
 from app.services import pipeline
 from app.services.dispatch import dispatch_next
 from app.services.reconcile import find_stuck
-from worker.celery_app import create_celery, queue_size
+from worker.celery_app import create_celery, queue_size, queued_submissions
 
 LEASE = 10.0
 
@@ -157,10 +157,49 @@ def test_reconciler_resends_a_lost_message_but_not_a_waiting_one(stack, celery, 
     assert stuck() == []  # and just dispatched: not again
 
 
+def test_reconciler_resends_a_lost_message_behind_other_messages(stack, celery, submission_id, pool_ids):
+    """A busy queue does not hide a lost message: the reconciler reads which submissions it holds."""
+    from app.models import Phase, Team
+    from app.services.submissions import SubmissionMeta, create_submission
+
+    old = utcnow() - timedelta(hours=1)
+    with stack.session() as session:
+        mine = session.get(Submission, submission_id)
+        mine.created_at = mine.dispatched_at = old  # sent an hour ago; the broker lost it
+        other = create_submission(
+            session=session, team=session.get(Team, mine.team_id), phase=session.get(Phase, mine.phase_id),
+            data="\n".join(pool_ids[:50]).encode(), meta=SubmissionMeta(method="other"),
+            uploads_dir=stack.settings.uploads_dir, max_bytes=10**6,
+        )  # fmt: skip
+        session.flush()
+        dispatch_next(session=session, celery=celery, submission=other)
+        other.created_at = other.dispatched_at = old  # as old, but its message still waits
+        other_id = other.id
+    assert queue_size(celery, "light") == 1 and queued_submissions(celery, "light") == {other_id}
+    with stack.session() as session:
+        found = find_stuck(
+            session=session, now=utcnow(), lease_seconds=LEASE, max_attempts=3,
+            queue_size=lambda q: queue_size(celery, q), queued=lambda q: queued_submissions(celery, q),
+        )  # fmt: skip
+        assert [s.id for s in found] == [submission_id]
+        for sub in found:
+            dispatch_next(session=session, celery=celery, submission=sub)
+    assert queued_submissions(celery, "light") == {other_id, submission_id}
+
+
 def test_reconciler_hands_on_a_dead_workers_stage_then_gives_up(stack, celery, submission_id):
     old = utcnow() - timedelta(hours=1)
     for attempt in range(1, 4):
         assert claim(stack, submission_id, "validate", f"t{attempt}", now=old) == pipeline.Claim.claimed
+        with stack.session() as session:  # the worker's lease stores what its stage logged so far
+            stage = pipeline.stage_row(session, submission_id, 0, "validate")
+            assert pipeline.heartbeat(
+                session=session,
+                stage_id=stage.id,
+                task_id=f"t{attempt}",
+                log_tail=f"attempt {attempt}: step 3",
+                now=old,
+            )
         with stack.session() as session:
             found = find_stuck(
                 session=session, now=utcnow(), lease_seconds=LEASE, max_attempts=3, queue_size=lambda q: 0
@@ -173,6 +212,7 @@ def test_reconciler_hands_on_a_dead_workers_stage_then_gives_up(stack, celery, s
     with stack.session() as session:
         sub = session.get(Submission, submission_id)
         assert sub.status == SubmissionStatus.failed and "interrupted 3 times" in sub.error
+        assert sub.log_tail == "attempt 3: step 3"  # what the last worker's stage was doing when it died
 
 
 def test_cancel_stops_the_holder_and_rerun_starts_over(stack, submission_id):

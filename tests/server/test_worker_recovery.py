@@ -106,7 +106,7 @@ def test_worker_stopped_mid_pretraining_recovers(request, stack_name, sig, pool_
         assert "interrupted by the worker's shutdown" in first.tail(200_000)
         # re-enqueued by a reconciler: the stopping worker's own (still running) or the next one's
         logs = first.tail(200_000) + second.tail(200_000)
-        assert "no task holds it and queue gpu is empty; re-enqueueing" in logs
+        assert "no task holds it and no message for it waits in queue gpu; re-enqueueing" in logs
     assert [row["submission_id"] for row in board["rows"]] == [sid]
     # a handed-back stage is not an interruption; a killed worker's is
     assert done["stages"][1]["name"] == "pretrain"
