@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("app.admin_cli", "organizer bootstrap: create teams (printing their token), tokens and phases"),
     "submit": ("delbench.client", "upload a selection to a phase and follow its evaluation (participants)"),
     "status": ("delbench.client", "show a submission, or list your team's submissions"),
+    "cancel": ("delbench.client", "withdraw one of your team's queued or running submissions"),
     "leaderboard": ("delbench.client", "print a phase's leaderboard"),
     "worker": ("worker.cli", "run an evaluation worker (Celery) for the gpu and light queues"),
 }

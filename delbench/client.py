@@ -232,6 +232,12 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    sub = client.json("POST", f"/api/v1/submissions/{args.id}/cancel", json={"reason": args.reason})
+    print(f"submission {sub['id']} {sub['error']}")  # "cancelled: REASON"
+    return 0
+
+
 def cmd_leaderboard(client: Client, args: argparse.Namespace) -> int:
     if args.format == "csv":
         sys.stdout.write(client.request("GET", f"/api/v1/phases/{args.phase}/leaderboard.csv").text)
@@ -287,6 +293,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "id", nargs="?", type=int, help="a submission ID (default: list your submissions)"
         )
         parser.add_argument("--phase", help="only this phase's submissions")
+    elif command == "cancel":
+        parser.add_argument("id", type=int, help="your submission's ID")
+        parser.add_argument("--reason", default="", help="why (kept in the audit log)")
     else:
         parser.add_argument("--phase", required=True)
         parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -296,9 +305,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
 HELP = {
     "submit": "upload a selection to a phase, then follow its evaluation until it ends",
     "status": "show one submission, or list your team's submissions",
+    "cancel": "withdraw one of your team's queued or running submissions (its quota slot comes back)",
     "leaderboard": "print a phase's leaderboard",
 }
-COMMANDS = {"submit": cmd_submit, "status": cmd_status, "leaderboard": cmd_leaderboard}
+COMMANDS = {"submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel, "leaderboard": cmd_leaderboard}
 
 
 def main(command: str, argv: list[str]) -> int:

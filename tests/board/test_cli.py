@@ -109,5 +109,11 @@ def test_follow_shows_the_servers_place_and_eta(stack, pool_dir, pool_ids, tmp_p
         sid = int(out.split()[1])
         status = cli("status", str(sid), env=env)
         assert status.returncode == 0 and "place 1 in the queue, starts in ~" in status.stdout
+        withdrawn = cli("cancel", str(sid), "--reason", "wrong file", env=env)
+        assert withdrawn.returncode == 0 and f"submission {sid} cancelled: wrong file" in withdrawn.stdout
+        again = cli("cancel", str(sid), env=env)
+        assert (
+            again.returncode == 1 and "has already ended" in again.stderr and "Traceback" not in again.stderr
+        )
     finally:
         api.stop()
