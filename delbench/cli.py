@@ -15,6 +15,7 @@ from evaluator.cpu_threads import set_default_wait_policy
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("evaluator.cli", "generate the synthetic DataDEL pool and its eight downstream tasks"),
     "evaluate": ("evaluator.cli", "run the fixed protocol on a selection: MAE pretraining + eight finetunes"),
+    "pretrain": ("evaluator.cli", "the pretraining stage alone, on one or (under torchrun) several ranks"),
     "normdel": ("evaluator.cli", "print NormDEL for an mIoU and a retained fraction"),
     "tiers": ("evaluator.cli", "list the protocol tiers with their hashes"),
     "ingest": (

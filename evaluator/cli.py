@@ -1,4 +1,4 @@
-"""`delbench synth | evaluate | normdel | tiers`: the evaluator's own command line.
+"""`delbench synth | evaluate | pretrain | normdel | tiers`: the evaluator's own command line.
 
 Imports stay inside the commands: `normdel` and `--help` must answer without loading torch.
 """
@@ -176,6 +176,63 @@ def cmd_evaluate(argv: list[str]) -> int:
     return 0
 
 
+def cmd_pretrain(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="delbench pretrain",
+        description="The protocol's pretraining stage alone: MAE pretraining on a selection, cached under "
+        "CACHE/encoders/. Run under torchrun for data-parallel pretraining (`torchrun --nproc_per_node N -m "
+        "delbench pretrain ...`; several hosts: --nnodes, --rdzv-backend c10d, --rdzv-endpoint); the result "
+        "is the same protocol whatever the number of ranks. Prints the encoder's path and writes its loss "
+        "curve beside it.",
+    )
+    parser.add_argument("--pool", required=True, type=Path)
+    parser.add_argument("--ids", required=True, type=Path, help="selection file (as for evaluate)")
+    parser.add_argument("--tier", default="synth-tiny")
+    parser.add_argument("--seed", type=int, help="default: the tier's seed")
+    parser.add_argument(
+        "--cache", type=Path, help="encoder cache (default $DELBENCH_CACHE or ~/.cache/delbench)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from evaluator.selection import SelectionError, load_selection
+    from evaluator.store import StoreError, open_pool
+    from evaluator.tier import load_tier
+
+    try:
+        tier = load_tier(args.tier)
+        pool = open_pool(args.pool)
+        selection = load_selection(args.ids.read_bytes(), pool.index_of)
+    except OSError as exc:
+        return _fail(f"{args.ids}: {exc.strerror}")
+    except SelectionError as exc:
+        return _fail(f"{args.ids}: {exc}")
+    except (StoreError, ValueError) as exc:
+        return _fail(str(exc))
+
+    from evaluator import distributed
+    from evaluator.protocol import pretrain_encoder
+
+    ranks = distributed.from_environment()
+    progress = StageProgress(enabled=not args.quiet and ranks.is_main)
+    try:
+        result = pretrain_encoder(
+            pool=pool, selection=selection, tier=tier, seed=tier.seed if args.seed is None else args.seed,
+            cache_dir=args.cache or default_cache_dir(), progress=progress,
+            device=distributed.device_for(ranks), ranks=ranks,
+        )  # fmt: skip
+    except (StoreError, ValueError) as exc:
+        return _fail(str(exc))
+    finally:
+        progress.close()
+        distributed.leave(ranks)
+    if ranks.is_main:
+        curve_path = result.encoder_path.with_name("loss_curve.json")
+        curve_path.write_text(json.dumps({"ranks": ranks.world, "loss_curve": result.loss_curve}) + "\n")
+        print(result.encoder_path)
+    return 0
+
+
 def cmd_normdel(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="delbench normdel", description="NormDEL = sigmoid(mIoU * exp(-alpha * R))."
@@ -207,7 +264,13 @@ def cmd_tiers(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "evaluate": cmd_evaluate, "normdel": cmd_normdel, "tiers": cmd_tiers}
+COMMANDS = {
+    "synth": cmd_synth,
+    "evaluate": cmd_evaluate,
+    "pretrain": cmd_pretrain,
+    "normdel": cmd_normdel,
+    "tiers": cmd_tiers,
+}
 
 
 def main(command: str, argv: list[str]) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from evaluator.augment import random_resized_crop_flip, to_model_input
+from evaluator.distributed import SINGLE, Ranks
 from evaluator.feed import device_batches
 from evaluator.mae import MaskedAutoencoder, build_mae, compile_blocks
 from evaluator.schedule import SampleStream, derived_seed, lr_at
@@ -155,6 +156,7 @@ def pretrain(
     work_dir: Path,
     progress: ProgressFn | None = None,
     log_every: int | None = None,
+    ranks: Ranks = SINGLE,
 ) -> tuple[MaskedAutoencoder, list[tuple[int, float]]]:
     """Pretrain an MAE on `images[indices]` for the tier's budget; returns the model and its loss curve.
 
@@ -162,6 +164,8 @@ def pretrain(
     `work_dir/checkpoint.pt` is written every `checkpoint_every` steps and resumed from if present.
     The loss curve holds the mean loss of every `log_every` steps (default: 100 points over the run); it is
     the only place the loop reads a value back from the device, so on a GPU the host runs ahead freely.
+    Under several `ranks` (evaluator.distributed) each process takes its share of every step; the main rank
+    writes the checkpoints, and every rank resumes from them, whatever the number of ranks that wrote them.
     """
     cfg = tier.pretrain
     total = cfg.steps
@@ -170,20 +174,32 @@ def pretrain(
     model, optimizer, start, curve, window = _initial_or_resumed(tier, seed, device, ckpt_path)
     if tier.compile and device.type == "cuda":
         compile_blocks(model)
-    step_fn = functools.partial(mae_step, model, optimizer, tier=tier)
-    if tier.cuda_graph and device.type == "cuda":
+    share = ranks.share(cfg.batch_size)
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        patches = model.encoder.grid**2
+
+        def step_fn(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            crops, noise = step_randoms(cfg.batch_size, patches, device, generator)  # the whole step's draws
+            return mae_update(trained, optimizer, batch, crops[share], noise[share], tier)
+
+    elif tier.cuda_graph and device.type == "cuda":
         from evaluator.cuda_graph import GraphedMAEStep, capturable_optimizer
 
         capturable_optimizer(optimizer, device)
         step_fn = GraphedMAEStep(model, optimizer, tier, device)
+    else:
+        step_fn = functools.partial(mae_step, model, optimizer, tier=tier)
 
     stream = SampleStream(len(indices), cfg.batch_size, derived_seed(seed, "pretrain-order"))
     # Sorted rows: the memory-mapped store is read in file order (the protocol's batches are sets).
-    row_batches = (np.sort(indices[stream.batch(step)]) for step in range(start, total))
+    row_batches = (np.sort(indices[stream.batch(step)])[share] for step in range(start, total))
     log_every = log_every or max(1, total // 100)
     window_sum, window_n = torch.tensor(window[0], device=device), window[1]
     model.train()
-    batches = device_batches(images, row_batches, batch_size=cfg.batch_size, device=device)
+    batches = device_batches(images, row_batches, batch_size=share.stop - share.start, device=device)
     with contextlib.closing(batches):
         for step, batch in zip(range(start, total), batches, strict=True):
             set_lr(optimizer, lr_at(step, total, cfg.peak_lr, warmup, cfg.min_lr))
@@ -192,22 +208,25 @@ def pretrain(
             window_n += 1
             done = step + 1
             if done % log_every == 0 or done == total:
-                mean = float(window_sum) / window_n
+                mean = float(ranks.mean(window_sum)) / window_n  # the whole batch's, over the ranks
                 if not np.isfinite(mean):
                     raise DivergedError(f"pretraining diverged at step {done}: loss {mean}")
                 curve.append((done, mean))
                 window_sum.zero_()
                 window_n = 0
             if done % cfg.checkpoint_every == 0 and done < total:
+                # the loss window in progress, as the whole batch's: every rank resumes with it
+                window_now = float(ranks.mean(window_sum))
+            if done % cfg.checkpoint_every == 0 and done < total and ranks.is_main:
                 state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "step": done,
                     "loss_curve": curve,
-                    # the loss window in progress, so a resumed curve is the uninterrupted one
-                    "window": (float(window_sum), window_n),
+                    "window": (window_now, window_n),  # so that a resumed curve is the uninterrupted one
                 }
                 save_torch_atomic(state, ckpt_path)
-            if progress:
+            if progress and ranks.is_main:
                 progress("pretrain", done, total)
+    ranks.barrier()  # no rank leaves (and reads the main rank's files) before the last step is everyone's
     return model, curve

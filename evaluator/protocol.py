@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from evaluator.distributed import SINGLE, Ranks
 from evaluator.finetune import finetune
 from evaluator.mae import ViTEncoder, build_encoder
 from evaluator.metrics import normdel
@@ -55,10 +56,13 @@ def pretrain_encoder(
     cache_dir: Path,
     progress: ProgressFn | None = None,
     device: str | torch.device | None = None,
+    ranks: Ranks = SINGLE,
 ) -> PretrainResult:
     """Pretrain on the selection, or reuse the encoder cached for (selection hash, tier hash, seed).
 
-    An interrupted run resumes from the checkpoint in the entry's work folder.
+    An interrupted run resumes from the checkpoint in the entry's work folder. Under several `ranks` (one
+    data-parallel pretraining, evaluator.distributed) the cache folder is the ranks' common one: the main
+    rank writes checkpoints and the encoder, and every rank returns once the encoder is there.
     """
     started = time.perf_counter()
     entry = Path(cache_dir) / "encoders" / encoder_cache_key(selection.selection_hash, tier, seed)
@@ -81,7 +85,11 @@ def pretrain_encoder(
         device=dev,
         work_dir=work,
         progress=progress,
+        ranks=ranks,
     )
+    if not ranks.is_main:
+        ranks.barrier()  # the main rank is writing the encoder
+        return PretrainResult(encoder_path, False, curve, time.perf_counter() - started)
     state = {
         "encoder": {k: v.cpu() for k, v in model.encoder.state_dict().items()},
         # The decoder too, so the full-pool model can score per-image MAE losses (the `hard` baseline).
@@ -94,6 +102,7 @@ def pretrain_encoder(
     save_torch_atomic(state, encoder_path)
     _digest_path(encoder_path).write_text(file_sha256(encoder_path) + "\n")  # a digest names a whole file
     shutil.rmtree(work, ignore_errors=True)
+    ranks.barrier()
     return PretrainResult(encoder_path, False, curve, time.perf_counter() - started)
 
 

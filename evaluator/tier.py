@@ -106,7 +106,9 @@ class Tier:
             raise ValueError(f"tier {tier.name}: precision must be fp32 or bf16, not {tier.precision!r}")
         flags = (tier.compile, tier.cuda_graph, tier.finetune.freeze_encoder)
         if not all(isinstance(flag, bool) for flag in flags):
-            raise ValueError(f"tier {tier.name}: compile, cuda_graph and freeze_encoder must be true or false")
+            raise ValueError(
+                f"tier {tier.name}: compile, cuda_graph and freeze_encoder must be true or false"
+            )
         if tier.pretrain.samples_seen % tier.pretrain.batch_size:
             raise ValueError(f"tier {tier.name}: samples_seen must be a multiple of batch_size")
         if tier.resolution % tier.model.patch_size:
