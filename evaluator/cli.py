@@ -228,7 +228,8 @@ def cmd_pretrain(argv: list[str]) -> int:
         distributed.leave(ranks)
     if ranks.is_main:
         curve_path = result.encoder_path.with_name("loss_curve.json")
-        curve_path.write_text(json.dumps({"ranks": ranks.world, "loss_curve": result.loss_curve}) + "\n")
+        record = {"ranks": ranks.world, "seconds": result.seconds, "cache_hit": result.cache_hit}
+        curve_path.write_text(json.dumps({**record, "loss_curve": result.loss_curve}) + "\n")
         print(result.encoder_path)
     return 0
 
