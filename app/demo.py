@@ -122,9 +122,9 @@ def _prepare(
             for role, name in (("participant", "demo-team"), ("admin", "demo-organizers"))
         }
     if new_baselines:  # committed above; now queued (the worker started next consumes them first)
+        from app.contract import create_celery
         from app.models import Submission
         from app.services.dispatch import dispatch_next
-        from worker.celery_app import create_celery
 
         celery = create_celery(settings)
         with session_scope(make_session_factory(engine)) as session:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.main import api_router
 from app.api.routes import health
+from app.contract import create_celery
 from app.db import DataVersion, make_engine, make_session_factory
 from app.errors import error_body, install_error_handlers
 from app.models import Phase
@@ -25,7 +26,6 @@ from app.services.phases import pool_at
 from app.services.ratelimit import RateLimits
 from app.settings import Settings, get_settings
 from app.web.routes import router as pages_router
-from worker.celery_app import create_celery
 
 log = logging.getLogger("delbench.api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"

@@ -8,8 +8,8 @@ import logging
 import signal
 import socket
 
+from app.contract import QUEUES, create_celery
 from app.settings import get_settings
-from worker.celery_app import QUEUES, create_celery
 
 
 def main(command: str, argv: list[str]) -> int:

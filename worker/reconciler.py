@@ -13,10 +13,10 @@ import threading
 
 from celery import Celery, bootsteps
 
+from app.contract import queue_size, queued_submissions
 from app.models import WorkerHeartbeat, utcnow
 from app.services.dispatch import dispatch_next
 from app.services.reconcile import find_stuck, try_lock
-from worker.celery_app import queue_size, queued_submissions
 from worker.runtime import runtime
 
 log = logging.getLogger("delbench.reconcile")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from celery import shared_task
 
+from app.contract import Stage
 from app.models import StageStatus, Submission
 from app.services import pipeline
 from app.services.phases import pool_at
@@ -116,23 +117,23 @@ def _store(session, stage, results, seconds, log_tail) -> None:
     pipeline.store_results(session=session, stage=stage, results=results, seconds=seconds, log_tail=log_tail)
 
 
-@shared_task(name="delbench.validate", bind=True, ignore_result=True)
+@shared_task(name=Stage.validate.task, bind=True, ignore_result=True)
 def validate(self, submission_id: int) -> dict | None:
     return run_stage(self, submission_id=submission_id, seed=None, name=STAGE_VALIDATE, body=_validate)
 
 
-@shared_task(name="delbench.pretrain", bind=True, ignore_result=True)
+@shared_task(name=Stage.pretrain.task, bind=True, ignore_result=True)
 def pretrain(self, submission_id: int, seed: int) -> dict | None:
     return run_stage(self, submission_id=submission_id, seed=seed, name=STAGE_PRETRAIN, body=_pretrain)
 
 
-@shared_task(name="delbench.finetune", bind=True)  # results kept: it is a chord's header
+@shared_task(name=Stage.finetune.task, bind=True)  # results kept: it is a chord's header
 def finetune(self, submission_id: int, seed: int, task_name: str) -> dict | None:
     name = FINETUNE_PREFIX + task_name
     return run_stage(self, submission_id=submission_id, seed=seed, name=name, body=_finetune, advance=False)
 
 
-@shared_task(name="delbench.aggregate", bind=True, ignore_result=True)
+@shared_task(name=Stage.aggregate.task, bind=True, ignore_result=True)
 def aggregate(self, _chord_results, submission_id: int, seed: int) -> dict | None:
     # a chord's callback: the finetunes' return values come first (unused: the stage rows hold them)
     return run_stage(

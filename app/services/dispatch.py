@@ -1,6 +1,7 @@
 """Enqueueing by task name: the API and the reconciler never import the worker's code (nor torch).
 
-Task names and queues are the contract with `worker/tasks.py`; `next_steps` says what to send.
+Task names and queues are the contract with `worker/tasks.py` (app/contract.py); `next_steps` says what
+to send.
 """
 
 from __future__ import annotations
@@ -10,29 +11,26 @@ import logging
 from celery import Celery, chord
 from sqlalchemy.orm import Session
 
+from app.contract import Stage
 from app.models import Submission, utcnow
 from app.services.pipeline import Step, next_steps
 
 log = logging.getLogger("delbench.dispatch")
 
-TASK_VALIDATE = "delbench.validate"
-TASK_PRETRAIN = "delbench.pretrain"
-TASK_FINETUNE = "delbench.finetune"
-TASK_AGGREGATE = "delbench.aggregate"
-
 
 def send_step(celery: Celery, submission_id: int, step: Step) -> None:
     if step.kind == "validate":
-        celery.send_task(TASK_VALIDATE, args=[submission_id])
+        celery.send_task(Stage.validate.task, args=[submission_id])
     elif step.kind == "pretrain":
-        celery.send_task(TASK_PRETRAIN, args=[submission_id, step.seed])
+        celery.send_task(Stage.pretrain.task, args=[submission_id, step.seed])
     elif step.kind == "aggregate":  # also a chord's callback, whose first argument is the header's results
-        celery.send_task(TASK_AGGREGATE, args=[None, submission_id, step.seed])
+        celery.send_task(Stage.aggregate.task, args=[None, submission_id, step.seed])
     elif step.kind == "finetunes":
         header = [
-            celery.signature(TASK_FINETUNE, args=[submission_id, step.seed, name]) for name in step.tasks
+            celery.signature(Stage.finetune.task, args=[submission_id, step.seed, name])
+            for name in step.tasks
         ]
-        chord(header, app=celery)(celery.signature(TASK_AGGREGATE, args=[submission_id, step.seed]))
+        chord(header, app=celery)(celery.signature(Stage.aggregate.task, args=[submission_id, step.seed]))
     else:
         raise ValueError(f"unknown step {step.kind!r}")
 

@@ -13,9 +13,9 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.contract import QUEUES, queue_size
 from app.models import Submission, SubmissionStatus, WorkerHeartbeat, utcnow
 from app.settings import Settings
-from worker.celery_app import QUEUES, queue_size
 
 RECENT = 20
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.contract import Stage
 from app.models import (
     PENDING_STATUSES,
     EvaluationRun,
@@ -50,7 +51,7 @@ class Step:
 
     @property
     def queue(self) -> str:
-        return "light" if self.kind in (STAGE_VALIDATE, STAGE_AGGREGATE) else "gpu"
+        return (Stage.finetune if self.kind == "finetunes" else Stage(self.kind)).queue
 
 
 def stage_row(

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.contract import Stage
 from app.db import is_postgres
 from app.errors import ApiError
 from app.models import QUOTA_STATUSES, DuplicatePolicy, EvaluationStage, Phase, Submission, Team, utcnow
@@ -21,8 +22,12 @@ from app.services.teams import create_team
 from evaluator.selection import SelectionError, load_selection
 from evaluator.store import list_tasks
 
-STAGE_VALIDATE, STAGE_PRETRAIN, STAGE_AGGREGATE = "validate", "pretrain", "aggregate"
-FINETUNE_PREFIX = "finetune:"
+STAGE_VALIDATE, STAGE_PRETRAIN, STAGE_AGGREGATE = (
+    Stage.validate.value,
+    Stage.pretrain.value,
+    Stage.aggregate.value,
+)
+FINETUNE_PREFIX = f"{Stage.finetune.value}:"  # a finetune's stage row is named finetune:<dataset>
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ def test_api_process_never_imports_torch():
     code = (
         "import sys\n"
         "from app.main import create_app\n"
-        "import app.api.routes.submissions, app.services.dispatch, app.services.reconcile, worker.celery_app\n"
+        "import app.api.routes.submissions, app.services.dispatch, app.services.reconcile, app.contract\n"
         "create_app()\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
         "assert 'worker.tasks' not in sys.modules\n"

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
+from app.contract import create_celery, queue_size, queued_submissions
 from app.models import StageStatus, Submission, SubmissionStatus, utcnow
 from app.services import pipeline
 from app.services.dispatch import dispatch_next
 from app.services.reconcile import find_stuck
-from worker.celery_app import create_celery, queue_size, queued_submissions
 
 LEASE = 10.0
 

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
+from app.contract import create_celery
 from app.models import StageStatus, Submission, SubmissionStatus
 from app.services import pipeline
 from app.settings import get_settings
-from worker.celery_app import create_celery
 from worker.runner import run_stage
 from worker.runtime import runtime
 

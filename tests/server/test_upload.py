@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from app.contract import queue_size
 from app.main import create_app
 from app.models import Submission, SubmissionStatus, WorkerHeartbeat, utcnow
 from app.services.phases import get_phase
@@ -20,7 +21,6 @@ from app.services.pipeline import fail_submission
 from app.services.submissions import SubmissionMeta, create_submission
 from app.services.teams import create_team, create_token
 from tests.server.conftest import add_team, seed_phase
-from worker.celery_app import queue_size
 
 
 @pytest.fixture

@@ -1,12 +1,16 @@
-"""The Celery configuration, in one place. GPU work takes one job at a time and is acknowledged only when
-it ends, so a killed worker's job is not lost; light work (validation, aggregation) has its own queue.
+"""The contract between the API and the workers, in one place: the pipeline's stages, the Celery task and
+queue of each, and the Celery configuration both sides build their app from. GPU work takes one job at a
+time and is acknowledged only when it ends, so a killed worker's job is not lost; light work (validation,
+aggregation) has its own queue.
 
-`create_celery` imports no task code: the API builds its client from it and sends tasks by name.
+It imports no task code: the API builds its client from it and sends tasks by name; `worker/tasks.py`
+registers the tasks under the same names.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import json
 from pathlib import Path
 
@@ -16,11 +20,27 @@ from kombu import Exchange, Queue
 from app.settings import Settings
 
 QUEUES = ("gpu", "light")
-ROUTES = {
-    "delbench.validate": {"queue": "light"},
-    "delbench.pretrain": {"queue": "gpu"},
-    "delbench.finetune": {"queue": "gpu"},
-    "delbench.aggregate": {"queue": "light"},
+
+
+class Stage(enum.StrEnum):
+    """A pipeline stage (an `EvaluationStage` row is one of these, `finetune:<dataset>` for a finetune)."""
+
+    validate = "validate"
+    pretrain = "pretrain"
+    finetune = "finetune"
+    aggregate = "aggregate"
+
+    @property
+    def task(self) -> str:
+        """The Celery task that runs it."""
+        return f"delbench.{self.value}"
+
+    @property
+    def queue(self) -> str:
+        return "gpu" if self in (Stage.pretrain, Stage.finetune) else "light"
+
+
+ROUTES = {stage.task: {"queue": stage.queue} for stage in Stage} | {
     "celery.chord_unlock": {"queue": "light"},  # polls a chord's results where the backend cannot count them
 }
 
