@@ -1,7 +1,9 @@
 """Protocol tiers: versioned, hashed configs that fix everything an evaluation does.
 
-A tier file is JSON under `evaluator/tiers/`. Its hash is the sha256 of its canonical JSON (sorted keys, no
-whitespace), so a result that records the hash says exactly which protocol produced it.
+A tier file is JSON under `evaluator/tiers/`. Its hash is the sha256 of the canonical JSON (sorted keys, no
+whitespace) of the tier as loaded, every default filled in and the description left out: a result that
+records the hash says exactly which protocol produced it, and writing a default out in the file, or
+rewording the description, does not change it.
 """
 
 from __future__ import annotations
@@ -98,10 +100,11 @@ class Tier:
             finetune=FinetuneConfig(**raw["finetune"]),
             precision=raw.get("precision", "fp32"),
             seed=int(raw.get("seed", 0)),
-            hash=tier_hash(raw),
+            hash="",
             compile=raw.get("compile", False),
             cuda_graph=raw.get("cuda_graph", False),
         )
+        tier = dataclasses.replace(tier, hash=tier_hash(tier.to_dict()))
         if tier.precision not in ("fp32", "bf16"):
             raise ValueError(f"tier {tier.name}: precision must be fp32 or bf16, not {tier.precision!r}")
         flags = (tier.compile, tier.cuda_graph, tier.finetune.freeze_encoder)
@@ -121,8 +124,11 @@ class Tier:
         return raw
 
 
-def tier_hash(raw: dict) -> str:
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+def tier_hash(config: dict) -> str:
+    """The protocol's identity: `config` is a tier's normalised dict (`Tier.to_dict()`); the description is
+    not part of it."""
+    identity = {k: v for k, v in config.items() if k not in ("hash", "description")}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

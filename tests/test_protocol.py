@@ -290,3 +290,22 @@ def test_a_frozen_encoder_finetune_trains_the_head_only(small_pool, tmp_path):
         result = finetune(encoder=encoder, task=task, tier=tier, seed=0, device=torch.device("cpu"))
         unchanged = all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
         assert unchanged == frozen and 0.0 <= result["miou"] <= 1.0
+
+
+def test_a_tiers_hash_is_that_of_its_normalised_config():
+    """Reloading a tier, writing a default out explicitly or rewording its description keeps its hash;
+    changing a setting does not."""
+    from evaluator.tier import available_tiers
+
+    for name in available_tiers():
+        tier = load_tier(name)
+        assert Tier.from_dict(tier.to_dict()).hash == tier.hash, name
+        raw = json.loads((Path(__file__).parents[1] / "evaluator" / "tiers" / f"{name}.json").read_text())
+        explicit = copy.deepcopy(raw)
+        explicit["finetune"].setdefault("layer_decay", 1.0)
+        explicit.setdefault("compile", False)
+        explicit["description"] = "reworded"
+        assert Tier.from_dict(explicit).hash == tier.hash, name
+        changed = copy.deepcopy(raw)
+        changed["finetune"]["steps"] += 1
+        assert Tier.from_dict(changed).hash != tier.hash, name
