@@ -18,7 +18,8 @@ from evaluator.augment import random_flips, to_model_input
 from evaluator.feed import device_batches
 from evaluator.mae import ViTEncoder
 from evaluator.metrics import miou_from_confusion
-from evaluator.pretrain import ProgressFn, autocast_for, build_optimizer, param_groups, set_lr
+from evaluator.pretrain import autocast_for, build_optimizer, param_groups, set_lr
+from evaluator.progress import ProgressFn
 from evaluator.schedule import SampleStream, derived_seed, lr_at
 from evaluator.store import Task
 from evaluator.tier import Tier

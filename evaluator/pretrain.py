@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,12 @@ from evaluator.augment import random_resized_crop_flip, to_model_input
 from evaluator.distributed import SINGLE, Ranks
 from evaluator.feed import device_batches
 from evaluator.mae import MaskedAutoencoder, build_mae, compile_blocks
+from evaluator.progress import ProgressFn
 from evaluator.schedule import SampleStream, derived_seed, lr_at
 from evaluator.store import save_torch_atomic
 from evaluator.tier import Tier
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 class DivergedError(RuntimeError):

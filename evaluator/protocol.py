@@ -10,7 +10,6 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,12 @@ from evaluator.finetune import finetune
 from evaluator.mae import ViTEncoder, build_encoder
 from evaluator.metrics import normdel
 from evaluator.pretrain import build_initial_mae, pretrain
+from evaluator.progress import ProgressFn
 from evaluator.selection import ResolvedSelection
 from evaluator.store import Pool, file_sha256, list_tasks, open_pool, open_task, save_torch_atomic
 from evaluator.tier import Tier
 from evaluator.version import code_version
 
-ProgressFn = Callable[[str, int, int], None]
 ENCODER_FILE = "encoder.pt"
 log = logging.getLogger(__name__)
 

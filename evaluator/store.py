@@ -23,9 +23,11 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -54,18 +56,17 @@ class DiskFullError(OSError):
     """A write ran out of disk space: an infrastructure fault to fix and retry, never the team's doing."""
 
 
-def save_torch_atomic(obj, path: Path) -> None:
-    """`torch.save` to a temporary name, then rename: a reader sees the old file or the whole new one. On a
-    full disk the temporary file is removed and DiskFullError says where and how much space is left (torch
-    itself reports only 'unexpected pos N vs M')."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file through a temporary sibling, then rename: a reader sees the old file or the whole new
+    one. `write(f)` fills the open binary file. On a full disk the temporary file is removed and
+    DiskFullError says where and how much space is left (torch itself reports only 'unexpected pos N vs M')."""
     import errno
 
-    import torch
-
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_sibling(path, "tmp")
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            write(f)
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         free = shutil.disk_usage(path.parent).free
@@ -80,6 +81,21 @@ def save_torch_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_torch_atomic(obj, path: str | Path) -> None:
+    import torch
+
+    write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def write_json_atomic(path: str | Path, doc) -> None:
+    """`doc` as indented JSON."""
+    write_atomic(path, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, read in 1 MB blocks."""
     digest = hashlib.sha256()
@@ -91,14 +107,6 @@ def file_sha256(path: str | Path) -> str:
 
 def _tmp_sibling(dest: Path, tag: str) -> Path:
     return dest.with_name(f".{dest.name}.{tag}-{uuid.uuid4().hex[:8]}")
-
-
-def write_json_atomic(path: Path, doc) -> None:
-    """Write `doc` as indented JSON to `path` through a temporary sibling: readers see the old file or the
-    new one, never half of it."""
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def swap_into_place(staging: Path, dest: Path) -> None:

@@ -95,14 +95,9 @@ def claim_stage(
         return Claim.done, stage
     if stage.status == StageStatus.running and not is_stale(stage, now, lease_seconds):
         return Claim.held, stage  # includes a redelivery of the message whose task still runs
-    if stage.status == StageStatus.running and stage.attempts >= max_attempts:
-        fail_submission(
-            session=session,
-            stage=stage,
-            error=f"stage {name} (seed {seed}) was interrupted {stage.attempts} times (worker lost); giving up",
-            log_tail=stage.log_tail,
-            now=now,
-        )
+    if stage.status == StageStatus.running and give_up_if_exhausted(
+        session=session, stage=stage, max_attempts=max_attempts, now=now
+    ):
         return Claim.stopped, stage
     stage.status = StageStatus.running
     stage.attempts += 1
@@ -113,6 +108,23 @@ def claim_stage(
     submission.started_at = submission.started_at or now
     submission.current_stage = display_name(stage)
     return Claim.claimed, stage
+
+
+def give_up_if_exhausted(
+    *, session: Session, stage: EvaluationStage, max_attempts: int, now: datetime
+) -> bool:
+    """A stage whose worker was lost `max_attempts` times fails its submission (with the log tail its last
+    worker's lease stored) rather than being handed on for ever; True when it did."""
+    if stage.attempts < max_attempts:
+        return False
+    fail_submission(
+        session=session,
+        stage=stage,
+        error=f"stage {display_name(stage)} was interrupted {stage.attempts} times (worker lost); giving up",
+        log_tail=stage.log_tail,
+        now=now,
+    )
+    return True
 
 
 def display_name(stage: EvaluationStage) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.models import PENDING_STATUSES, EvaluationStage, StageStatus, Submission
-from app.services.pipeline import fail_submission, is_stale, next_steps
+from app.services.pipeline import give_up_if_exhausted, is_stale, next_steps
 
 log = logging.getLogger("delbench.reconcile")
 ADVISORY_LOCK = 0x44454C42  # "DELB": one reconciler at a time across workers on PostgreSQL
@@ -61,22 +61,12 @@ def find_stuck(
         if any(not is_stale(s, now, lease_seconds) for s in running):
             continue  # a live task holds it
         if running:
-            exhausted = [s for s in running if s.attempts >= max_attempts]
-            if exhausted:
-                stage = exhausted[0]
-                fail_submission(
-                    session=session,
-                    stage=stage,
-                    error=f"interrupted {stage.attempts} times (worker lost); giving up",
-                    log_tail=stage.log_tail,
-                    now=now,
-                )
-                log.warning(
-                    "submission %d: stage %s failed after %d interruptions",
-                    submission.id,
-                    stage.name,
-                    stage.attempts,
-                )
+            # any() stops at the first stage that gives up: the submission has failed then
+            if any(
+                give_up_if_exhausted(session=session, stage=s, max_attempts=max_attempts, now=now)
+                for s in running
+            ):
+                log.warning("submission %d: failed after repeated worker losses", submission.id)
                 continue
             for stage in running:
                 stage.status = StageStatus.pending

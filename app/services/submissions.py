@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,7 @@ from app.models import QUOTA_STATUSES, DuplicatePolicy, EvaluationStage, Phase, 
 from app.services.phases import pool_for, seeds_for, tier_for
 from app.services.teams import create_team
 from evaluator.selection import SelectionError, load_selection
-from evaluator.store import list_tasks
+from evaluator.store import list_tasks, write_atomic
 
 STAGE_VALIDATE, STAGE_PRETRAIN, STAGE_AGGREGATE = (
     Stage.validate.value,
@@ -171,9 +170,7 @@ def _store_file(uploads_dir: Path, sha: str, data: bytes) -> Path:
     feet when one of two identical uploads is refused), written atomically."""
     path = uploads_dir / sha[:2] / f"{sha[:16]}-{uuid.uuid4().hex}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(data))
     return path.resolve()
 
 

@@ -29,10 +29,9 @@ import numpy as np
 
 from evaluator.baselines import descriptors
 from evaluator.baselines.features import FeaturesError, FeatureSet, find_feature_set, write_feature_set
+from evaluator.progress import ProgressFn
 from evaluator.store import Pool, file_sha256
 from evaluator.tier import Tier
-
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total), as the protocol reports it
 
 MASK_DRAWS = 4
 LOSS_BATCH = (

@@ -14,7 +14,6 @@ when its JSON exists.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from evaluator.baselines.methods import Features
 from evaluator.selection import selection_hash
-from evaluator.store import Pool, write_json_atomic
+from evaluator.store import Pool, write_atomic, write_json_atomic
 
 FEATURES_FORMAT = "delbench-features/2"  # 2: with thumbnails
 
@@ -153,7 +152,4 @@ def write_feature_set(
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: np.save(f, array))

@@ -24,7 +24,7 @@ from evaluator.baselines.embed import embed_pool, full_pool_selection
 from evaluator.baselines.methods import METHODS, Features, Options, RatioUnreachable, select
 from evaluator.metrics import seed_sd
 from evaluator.selection import ResolvedSelection, selection_hash
-from evaluator.store import Pool, write_json_atomic
+from evaluator.store import Pool, write_json_atomic, write_text_atomic
 from evaluator.tier import Tier
 
 TABLE_FORMAT = "delbench-baselines/1"
@@ -193,7 +193,7 @@ def run_baselines(
         done[key] = row
         _write_json(json_path, tier, pool, rows, table_format=TABLE_FORMAT, seed=seed)
     markdown = render_markdown(rows, tier=tier, pool=pool)
-    (out_dir / "baselines.md").write_text(markdown)
+    write_text_atomic(out_dir / "baselines.md", markdown)
     return Table(rows=rows, markdown=markdown)
 
 
@@ -230,7 +230,7 @@ def run_baselines_over_seeds(
     pool = kwargs["pool"]
     _write_json(out_dir / "baselines.json", tier, pool, rows, table_format=SEEDS_FORMAT, seeds=seeds)
     markdown = render_markdown(rows, tier=tier, pool=pool, seeds=seeds)
-    (out_dir / "baselines.md").write_text(markdown)
+    write_text_atomic(out_dir / "baselines.md", markdown)
     return Table(rows=rows, markdown=markdown)
 
 
