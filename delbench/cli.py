@@ -67,5 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"delbench: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     set_default_wait_policy()  # before torch loads: evaluator/cpu_threads.py
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(name, rest) or 0)
+    try:  # commands import their libraries when they run, so a missing one shows up here
+        return int(importlib.import_module(COMMANDS[name][0]).main(name, rest) or 0)
+    except ModuleNotFoundError as exc:  # an install without this command's libraries: say which, no traceback
+        extra = "server" if COMMANDS[name][0].startswith(("app.", "worker.")) else None
+        hint = f"pip install 'delbench[{extra}]'" if extra else "reinstall delbench with its dependencies"
+        print(f"delbench {name}: needs the Python package {exc.name or str(exc)!r}, which is not installed: {hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1

@@ -24,7 +24,7 @@ from evaluator.progress import ProgressFn
 from evaluator.selection import ResolvedSelection
 from evaluator.store import Pool, file_sha256, list_tasks, open_pool, open_task, save_torch_atomic
 from evaluator.tier import Tier
-from evaluator.version import code_version
+from evaluator.version import code_version, library_versions
 
 ENCODER_FILE = "encoder.pt"
 log = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ def assemble_results(
         "tier": tier.name,
         "tier_hash": tier.hash,
         "code_version": code_version(),
+        "libraries": library_versions(),
         "seed": seed,
         "epochs": tier.pretrain.samples_seen / n if n else 0.0,
         "samples_seen": tier.pretrain.samples_seen if n else 0,

@@ -1,4 +1,5 @@
-"""The code version recorded with every result: the package version plus the git commit when known."""
+"""What a result records about the code that produced it: the package version plus the git commit when
+known, and the versions of the libraries that decide the numbers (torch, timm, numpy)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,18 @@ def code_version() -> str:
     except (OSError, subprocess.TimeoutExpired):
         commit = ""
     return f"{version}+g{commit}" if commit else version
+
+
+NUMERIC_LIBRARIES = ("torch", "timm", "numpy")
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """{library: installed version} of the libraries whose numerics a result depends on."""
+    found = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found

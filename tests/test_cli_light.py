@@ -1,5 +1,6 @@
 """Light commands answer without loading torch; the torchvision shim lets timm import on a CPU torch."""
 
+import os
 import subprocess
 import sys
 
@@ -42,3 +43,17 @@ def test_timm_imports_through_the_shim():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(1, 4, 16)"
+
+
+def test_a_command_whose_libraries_are_missing_says_so_in_one_line(tmp_path):
+    """An install without a command's libraries (here: fastapi hidden) gets one line naming the package and
+    the extra to install, exit 1, no traceback."""
+    blocker = tmp_path / "fastapi.py"
+    blocker.write_text("raise ModuleNotFoundError('No module named fastapi', name='fastapi')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "delbench", "serve"], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "delbench serve: needs the Python package 'fastapi', which is not installed: pip install 'delbench[server]'"
+    )

@@ -65,6 +65,8 @@ def test_same_selection_same_seed_gives_identical_results(small_pool, small_pool
         doc["n_selected"] == 48 and doc["pool_size"] == 480 and doc["retained_fraction"] == pytest.approx(0.1)
     )
     assert doc["tier"] == "micro" and len(doc["tier_hash"]) == 64 and doc["seed"] == 3 and doc["code_version"]
+    assert doc["libraries"]["torch"].split("+")[0] == torch.__version__.split("+")[0]  # what set the numerics
+    assert doc["libraries"]["numpy"] == np.__version__ and set(doc["libraries"]) == {"torch", "timm", "numpy"}
     assert doc["mean_normdel"] == pytest.approx(np.mean([d["normdel"] for d in doc["datasets"].values()]))
 
 
