@@ -8,7 +8,7 @@ WORKDIR /srv/delbench
 # dependencies first, so code changes do not reinstall torch
 COPY pyproject.toml constraints.txt ./
 RUN mkdir -p delbench evaluator app worker && touch delbench/__init__.py evaluator/__init__.py app/__init__.py worker/__init__.py \
-    && pip install -c constraints.txt -e '.[server]'
+    && pip install -c constraints.txt -e '.[server,evaluator]'
 
 # editable install: migrations/ and the tier files are read from this folder
 COPY . .

@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# the extra each command's package needs (the base install is the participant client alone)
+EXTRAS = {"evaluator": "evaluator", "app": "server", "worker": "server,evaluator", "delbench": ""}
+
+
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: delbench COMMAND [ARGS...]", "", "commands:"]
@@ -70,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # commands import their libraries when they run, so a missing one shows up here
         return int(importlib.import_module(COMMANDS[name][0]).main(name, rest) or 0)
     except ModuleNotFoundError as exc:  # an install without this command's libraries: say which, no traceback
-        extra = "server" if COMMANDS[name][0].startswith(("app.", "worker.")) else None
-        hint = f"pip install 'delbench[{extra}]'" if extra else "reinstall delbench with its dependencies"
+        hint = f"pip install 'delbench[{EXTRAS.get(COMMANDS[name][0].split('.')[0], 'evaluator')}]'"
         print(f"delbench {name}: needs the Python package {exc.name or str(exc)!r}, which is not installed: {hint}",
               file=sys.stderr)  # fmt: skip
         return 1
