@@ -12,6 +12,10 @@ RUN mkdir -p delbench evaluator app worker && touch delbench/__init__.py evaluat
 
 # editable install: migrations/ and the tier files are read from this folder
 COPY . .
+# .git stays out of the image, so the commit is passed in at build time and recorded in every result:
+#   docker build --build-arg DELBENCH_CODE_VERSION=0.1.0+g$(git rev-parse --short=12 HEAD) .
+ARG DELBENCH_CODE_VERSION=""
+ENV DELBENCH_CODE_VERSION=${DELBENCH_CODE_VERSION}
 RUN pip install --no-deps -e . && useradd --system --home /srv/delbench delbench && mkdir -p /data && chown delbench /data
 USER delbench
 

@@ -3,6 +3,7 @@ known, and the versions of the libraries that decide the numbers (torch, timm, n
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from importlib import metadata
@@ -11,6 +12,10 @@ from pathlib import Path
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
+    """`DELBENCH_CODE_VERSION` where the environment sets it (an image built without its .git: the
+    Dockerfile bakes it in at build time), else the package version and the checkout's commit."""
+    if os.environ.get("DELBENCH_CODE_VERSION"):
+        return os.environ["DELBENCH_CODE_VERSION"]
     try:
         version = metadata.version("delbench")
     except metadata.PackageNotFoundError:

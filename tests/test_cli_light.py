@@ -57,3 +57,11 @@ def test_a_command_whose_libraries_are_missing_says_so_in_one_line(tmp_path):
     assert done.stderr.strip() == (
         "delbench serve: needs the Python package 'fastapi', which is not installed: pip install 'delbench[server]'"
     )
+
+
+def test_an_image_without_git_records_the_code_version_it_was_built_with():
+    """The Dockerfile passes DELBENCH_CODE_VERSION (its image holds no .git); results record it."""
+    code = "from evaluator.version import code_version; print(code_version())"
+    env = {**os.environ, "DELBENCH_CODE_VERSION": "0.1.0+g0123456789ab"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.strip() == "0.1.0+g0123456789ab"
