@@ -6,8 +6,7 @@ import csv
 import io
 import math
 import statistics
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import Literal
 
 from fastapi.responses import JSONResponse
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.db import DataVersion
 from app.models import PENDING_STATUSES, Benchmark, Phase, Result, Submission, SubmissionStatus, Team
 from app.schemas import DatasetScore, Leaderboard, LeaderboardRow, Scores
+from app.services.lru import LruCache
 from app.services.phases import pool_for
 from evaluator.metrics import seed_sd
 from evaluator.store import list_tasks
@@ -176,41 +176,20 @@ def best_per_team(board: Leaderboard) -> Leaderboard:
     return board.model_copy(update={"rows": rows, "view": "best"})
 
 
-class _BoardCache:
-    """Boards as served JSON bytes, by `board_stamp`. Building a 1,000-row board (ORM rows, scores, the
-    response model's validation and encoding) took ~0.5 s of CPU a request, ~2 requests/s on 2 cores; a hit
-    costs two small queries (bench/api.py, docs/performance.md)."""
-
-    def __init__(self, capacity: int = 64):
-        self.capacity = capacity
-        self.entries: OrderedDict[tuple, bytes] = OrderedDict()
-        self.lock = threading.Lock()
-        # The public board of each phase with the database's `DataVersion` it was checked against: while
-        # the version has not moved, nothing on the board can have changed, and no query is needed at all.
-        self.public: OrderedDict[tuple[str, str], tuple[int, bytes]] = OrderedDict()
-
-    def get(self, key: tuple) -> bytes | None:
-        with self.lock:
-            body = self.entries.get(key)
-            if body is not None:
-                self.entries.move_to_end(key)
-            return body
-
-    def put(self, key: tuple, body: bytes) -> None:
-        with self.lock:
-            self.entries[key] = body
-            while len(self.entries) > self.capacity:
-                self.entries.popitem(last=False)
-
-
-_boards = _BoardCache()
+# Boards as served JSON bytes, by `board_stamp`. Building a 1,000-row board (ORM rows, scores, the response
+# model's validation and encoding) took ~0.5 s of CPU a request, ~2 requests/s on 2 cores; a hit costs two
+# small queries (bench/api.py, docs/performance.md).
+_boards: LruCache[tuple, bytes] = LruCache(capacity=64)
+# The public board of each phase with the database's `DataVersion` it was checked against: while the
+# version has not moved, nothing on the board can have changed, and no query is needed at all.
+_public_boards: LruCache[tuple[str, str], tuple[int, bytes]] = LruCache(capacity=64)
 
 
 def fresh_public_board(changes: DataVersion, slug: str) -> tuple[int | None, bytes | None]:
     """(the database's version now, the phase's public board if the database has not changed since it was
     served, else None). Read the version before the session that would build the board begins."""
     version = changes()
-    hit = _boards.public.get((changes.scope, slug))
+    hit = _public_boards.get((changes.scope, slug))
     return version, (hit[1] if hit is not None and version is not None and hit[0] == version else None)
 
 
@@ -218,10 +197,7 @@ def remember_public_board(changes: DataVersion, slug: str, version: int | None, 
     """Keep `body` as the public board at `version` (read before the session that built it began: a commit
     in between moves the version on, and the next request looks the board up again)."""
     if version is not None:
-        with _boards.lock:
-            _boards.public[(changes.scope, slug)] = (version, body)
-            while len(_boards.public) > _boards.capacity:
-                _boards.public.popitem(last=False)
+        _public_boards.put((changes.scope, slug), (version, body))
 
 
 def board_stamp(*, session: Session, phase: Phase, viewer: Team | None) -> tuple:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ApiError
 from app.models import Benchmark, DuplicatePolicy, Phase, Visibility
+from app.services.lru import LruCache
 from evaluator.store import Pool, list_tasks, open_pool
 from evaluator.tier import Tier, load_tier
 
@@ -134,38 +133,22 @@ def seeds_for(phase: Phase, tier: Tier) -> list[int]:
     return [tier.seed + k for k in range(phase.seeds)]
 
 
-class _PoolCache:
-    """Pools by folder, reloaded when the manifest changes. Parsing a 1M-line manifest takes seconds, so
-    uploads must not do it each time; a few pools at most are live at once."""
-
-    def __init__(self, capacity: int = 4):
-        self.capacity = capacity
-        self.entries: OrderedDict[str, tuple[tuple[int, int], Pool]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, pool_dir: str) -> Pool:
-        manifest = Path(pool_dir) / "manifest.jsonl"
-        stat = manifest.stat() if manifest.exists() else None
-        stamp = (stat.st_mtime_ns, stat.st_size) if stat else (0, 0)
-        with self.lock:
-            hit = self.entries.get(pool_dir)
-            if hit and hit[0] == stamp:
-                self.entries.move_to_end(pool_dir)
-                return hit[1]
-        pool = open_pool(pool_dir)
-        pool.index_of  # noqa: B018 (build the ID index once, outside the request that first needs it)
-        with self.lock:
-            self.entries[pool_dir] = (stamp, pool)
-            while len(self.entries) > self.capacity:
-                self.entries.popitem(last=False)
-        return pool
-
-
-_pools = _PoolCache()
+# Pools by folder, reloaded when the manifest changes. Parsing a 1M-line manifest takes seconds, so uploads
+# must not do it each time; a few pools at most are live at once.
+_pools: LruCache[str, tuple[tuple[int, int], Pool]] = LruCache(capacity=4)
 
 
 def pool_at(pool_dir: str) -> Pool:
-    return _pools.get(pool_dir)
+    manifest = Path(pool_dir) / "manifest.jsonl"
+    stat = manifest.stat() if manifest.exists() else None
+    stamp = (stat.st_mtime_ns, stat.st_size) if stat else (0, 0)
+    hit = _pools.get(pool_dir)
+    if hit and hit[0] == stamp:
+        return hit[1]
+    pool = open_pool(pool_dir)
+    pool.index_of  # noqa: B018 (build the ID index once, outside the request that first needs it)
+    _pools.put(pool_dir, (stamp, pool))
+    return pool
 
 
 def pool_for(phase: Phase) -> Pool:
