@@ -155,56 +155,15 @@ def run_stage(
     task_id = task.request.id or f"local-{random.getrandbits(64):x}"
     worker = task.request.hostname or socket.gethostname()
     label = f"submission {submission_id} {name}" + (f" (seed {seed})" if seed is not None else "")
-    try:
-        with rt.session() as session:
-            if seed is None:
-                seed = session.get(Submission, submission_id).seeds[0]
-            outcome, stage = pipeline.claim_stage(
-                session=session,
-                submission_id=submission_id,
-                seed=seed,
-                name=name,
-                worker=worker,
-                task_id=task_id,
-                lease_seconds=rt.settings.lease_seconds,
-                max_attempts=rt.settings.max_attempts,
-            )
-            if outcome != pipeline.Claim.claimed:
-                log.info("%s: %s, nothing to do", label, outcome.value)
-                return None
-            ctx_fields = _context_fields(stage)
-            _doing(session, worker, label)
-    except TRANSIENT as exc:  # nothing claimed yet: just try again later
-        raise _retry(task, rt, exc, label) from None
-    log.info("%s: started (attempt %d, task %s)", label, stage.attempts, task_id)
-
+    claimed = _claim(task, rt, submission_id=submission_id, seed=seed, name=name, worker=worker,
+                     task_id=task_id, label=label)  # fmt: skip
+    if claimed is None:
+        return None
+    seed, ctx_fields = claimed
+    stage_id = ctx_fields["stage_id"]
     tail = LogTail(rt.settings.log_tail_lines)
-    lease = Lease(rt, ctx_fields["stage_id"], task_id, tail)
-    last_write = [0.0]
-
-    def progress(_stage: str, done: int, total: int) -> None:
-        if lease.lost.is_set():
-            raise StageAbandoned(label)
-        if SHUTTING_DOWN.is_set():
-            raise WorkerStopping(label)
-        now = time.monotonic()
-        if now - last_write[0] < rt.settings.progress_interval and done < total:
-            return  # throttled: at most one write per interval (the first and the last always go)
-        last_write[0] = now
-        try:
-            with rt.session() as session:
-                held = pipeline.record_progress(
-                    session=session,
-                    stage_id=ctx_fields["stage_id"],
-                    task_id=task_id,
-                    fraction=done / max(total, 1),
-                )
-        except TRANSIENT:
-            log.warning("%s: progress write failed", label, exc_info=True)
-            return
-        if not held:
-            raise StageAbandoned(label)
-
+    lease = Lease(rt, stage_id, task_id, tail)
+    progress = _progress_reporter(rt, stage_id, task_id, lease, label)
     ctx = StageContext(**ctx_fields, seed=seed, name=name, settings=rt.settings, progress=progress)
     logging.getLogger().addHandler(tail)
     lease.start()
@@ -212,28 +171,20 @@ def run_stage(
     try:
         detail = body(ctx)
         seconds = time.perf_counter() - started
-        with rt.session() as session:
-            stage = pipeline.stage_row(session, submission_id, seed, name, lock=True)
-            if not pipeline.holds(stage, task_id):
-                raise StageAbandoned(label)
-            (finish or _complete)(session, stage, detail, seconds, tail.text())
+        _finish(
+            rt, submission_id, seed, name, task_id, finish or _complete, detail, seconds, tail.text(), label
+        )
         log.info("%s: done in %.1f s", label, seconds)
         if advance:
-            with rt.session() as session:
-                dispatch_next(
-                    session=session, celery=task.app, submission=session.get(Submission, submission_id)
-                )
+            _send_next(task, rt, submission_id)
         return _summary(detail)
     except StageAbandoned:
         log.warning("%s: abandoned (cancelled, or another task took it over)", label)
         return None
     except WorkerStopping:
-        _release(rt, ctx_fields["stage_id"], task_id)
+        _release(rt, stage_id, task_id)
         try:
-            with rt.session() as session:  # sent again now, so that the next worker to start takes it
-                dispatch_next(
-                    session=session, celery=task.app, submission=session.get(Submission, submission_id)
-                )
+            _send_next(task, rt, submission_id)  # sent again now, so that the next worker to start takes it
         except TRANSIENT:
             log.warning("%s: could not send the stage again; the reconciler will", label, exc_info=True)
         log.warning(
@@ -241,23 +192,23 @@ def run_stage(
         )
         return None
     except NotReady as exc:
-        _release(rt, ctx_fields["stage_id"], task_id)
+        _release(rt, stage_id, task_id)
         log.warning("%s: not ready (%s); left pending", label, exc)
         return None
     except TRANSIENT as exc:
         if task.request.retries < rt.settings.task_max_retries:
-            _release(rt, ctx_fields["stage_id"], task_id)
+            _release(rt, stage_id, task_id)
             raise _retry(task, rt, exc, label) from None
-        _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
+        _fail(rt, stage_id, task_id, exc, tail, label)
         return None
     except BaseException as exc:
         if _shutting_down() or not isinstance(exc, Exception):
-            _release(rt, ctx_fields["stage_id"], task_id)  # the next worker takes it up (from its checkpoint)
+            _release(rt, stage_id, task_id)  # the next worker takes it up (from its checkpoint)
             log.warning(
                 "%s: interrupted by the worker's shutdown (%s); stage handed back", label, type(exc).__name__
             )
             raise
-        _fail(rt, ctx_fields["stage_id"], task_id, exc, tail, label)
+        _fail(rt, stage_id, task_id, exc, tail, label)
         return None
     finally:
         lease.stopped.set()
@@ -267,6 +218,75 @@ def run_stage(
                 _doing(session, worker, None)
         except TRANSIENT:
             pass
+
+
+def _claim(
+    task: Task, rt: Runtime, *, submission_id: int, seed: int | None, name: str, worker: str, task_id: str,
+    label: str,
+) -> tuple[int, dict] | None:  # fmt: skip
+    """Claim the stage: (its seed, the context's fields), or None when it is done, held or stopped. A
+    database error before anything is claimed retries the task."""
+    try:
+        with rt.session() as session:
+            if seed is None:
+                seed = session.get(Submission, submission_id).seeds[0]
+            outcome, stage = pipeline.claim_stage(
+                session=session, submission_id=submission_id, seed=seed, name=name, worker=worker,
+                task_id=task_id, lease_seconds=rt.settings.lease_seconds, max_attempts=rt.settings.max_attempts,
+            )  # fmt: skip
+            if outcome != pipeline.Claim.claimed:
+                log.info("%s: %s, nothing to do", label, outcome.value)
+                return None
+            fields = _context_fields(stage)
+            attempts = stage.attempts
+            _doing(session, worker, label)
+    except TRANSIENT as exc:  # nothing claimed yet: just try again later
+        raise _retry(task, rt, exc, label) from None
+    log.info("%s: started (attempt %d, task %s)", label, attempts, task_id)
+    return seed, fields
+
+
+def _progress_reporter(rt: Runtime, stage_id: int, task_id: str, lease: Lease, label: str):
+    """The stage's ProgressFn: writes its progress (throttled to one write per `progress_interval`), and
+    stops the stage where it no longer holds it or the worker is shutting down."""
+    last_write = [0.0]
+
+    def progress(_stage: str, done: int, total: int) -> None:
+        if lease.lost.is_set():
+            raise StageAbandoned(label)
+        if SHUTTING_DOWN.is_set():
+            raise WorkerStopping(label)
+        now = time.monotonic()
+        if now - last_write[0] < rt.settings.progress_interval and done < total:
+            return  # throttled (the first and the last write always go)
+        last_write[0] = now
+        try:
+            with rt.session() as session:
+                held = pipeline.record_progress(
+                    session=session, stage_id=stage_id, task_id=task_id, fraction=done / max(total, 1)
+                )
+        except TRANSIENT:
+            log.warning("%s: progress write failed", label, exc_info=True)
+            return
+        if not held:
+            raise StageAbandoned(label)
+
+    return progress
+
+
+def _finish(rt: Runtime, submission_id: int, seed: int, name: str, task_id: str, finish: Callable,
+            detail: dict, seconds: float, log_tail: str, label: str) -> None:  # fmt: skip
+    """Store the outcome, in the transaction that checks the task still holds the stage."""
+    with rt.session() as session:
+        stage = pipeline.stage_row(session, submission_id, seed, name, lock=True)
+        if not pipeline.holds(stage, task_id):
+            raise StageAbandoned(label)
+        finish(session, stage, detail, seconds, log_tail)
+
+
+def _send_next(task: Task, rt: Runtime, submission_id: int) -> None:
+    with rt.session() as session:
+        dispatch_next(session=session, celery=task.app, submission=session.get(Submission, submission_id))
 
 
 def _retry(task: Task, rt: Runtime, exc: Exception, label: str) -> Exception:
