@@ -4,6 +4,7 @@ server; a command that needs an extra says which."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import venv
 
@@ -21,7 +22,11 @@ def client_venv(tmp_path_factory):
     folder = tmp_path_factory.mktemp("client-venv")
     venv.create(folder, with_pip=True)
     python = folder / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], capture_output=True, text=True,
+    # from a copy of the sources: pip builds in the tree it is given, and the checkout must stay clean
+    source = tmp_path_factory.mktemp("source") / "delbench"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "data", "runs", "build", "*.egg-info",
+                                                                "__pycache__", ".*_cache"))  # fmt: skip
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", str(source)], capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "bin"
