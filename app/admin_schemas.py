@@ -120,7 +120,7 @@ class Moderation(Reason):
 
 
 class AdminSubmissionOut(SubmissionOut):
-    file_path: str
+    file_path: str | None  # submissions stored before their file went into the database
     dispatched_at: datetime | None
 
 

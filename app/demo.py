@@ -59,7 +59,7 @@ def _register_baselines(session, phase, settings) -> list[int]:
                 method=method, description=f"{fraction:.0%} of the pool" + (" at random" if fraction < 1 else ""),
                 allow_selection_download=True,
             ),
-            uploads_dir=settings.uploads_dir, max_bytes=settings.upload_max_bytes,
+            max_bytes=settings.upload_max_bytes,
         )  # fmt: skip
         audit.record(
             session=session, actor="demo", action="register_baseline", target=f"submission:{submission.id}",

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     result_backend: str = "redis://127.0.0.1:6379/1"  # Celery's, for the chord of finetunes only
     broker_key_prefix: str = ""  # Redis key prefix, so several deployments (or test runs) share one Redis
     broker_dir: Path | None = None  # the filesystem broker's folders; default DATA_DIR/broker
-    data_dir: Path = Path("data")  # uploads live under DATA_DIR/uploads
+    data_dir: Path = Path("data")  # the encoder cache and the embedded broker's files live under it
     artifacts_dir: Path | None = None  # encoder cache and logs; default DATA_DIR/artifacts; shared by workers
     upload_max_bytes: int = 64 * 1024 * 1024  # ~2M pool IDs
     admin_token: SecretStr | None = None  # accepted by admin routes besides admin teams' tokens
@@ -44,10 +44,6 @@ class Settings(BaseSettings):
     def worker_alive_seconds(self) -> float:
         """Seconds without a heartbeat after which a worker counts as dead: three missed beats."""
         return 3 * (self.reconcile_seconds or 15.0)
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
 
     @property
     def cache_dir(self) -> Path:

@@ -74,7 +74,7 @@ def write_pool(folder: Path, n: int) -> list[str]:
     return ids
 
 
-def seed_database(url: str, pools: dict[str, Path], uploads_dir: Path) -> str:
+def seed_database(url: str, pools: dict[str, Path]) -> str:
     """Migrate, create the benchmark, phases and a team; fill phase `board` with BOARD_ROWS rows. Returns a token."""
     import random
 
@@ -104,7 +104,7 @@ def seed_database(url: str, pools: dict[str, Path], uploads_dir: Path) -> str:
             level = rng.uniform(0.3, 0.9)
             ratio = rng.choice([0.05, 0.1, 0.2, 0.33, 0.5, 1.0])
             sub = Submission(
-                team_id=teams[k % len(teams)].id, phase_id=phases["board"].id, file_path=str(uploads_dir / f"{k}.txt"),
+                team_id=teams[k % len(teams)].id, phase_id=phases["board"].id, selection_data=b"",
                 file_sha256="0" * 64, file_bytes=0, selection_hash=f"{k:064x}", n=int(88_282 * ratio),
                 pool_size=88_282, retained_fraction=ratio, seeds=[0], method=f"method {k}",
                 status=SubmissionStatus.succeeded, progress=1.0, mean_normdel=0.5 + level / 4, mean_miou=level,
@@ -321,7 +321,7 @@ def main() -> int:
         ids = {"v88k": write_pool(tmp / "pool-88k", 88_282), "v1m": write_pool(tmp / "pool-1m", 1_000_000)}
         pools = {"v88k": tmp / "pool-88k", "v1m": tmp / "pool-1m", "board": tmp / "pool-88k"}
         db_url = f"sqlite:///{tmp / 'db.sqlite'}"
-        token = seed_database(db_url, pools, tmp / "data" / "uploads")
+        token = seed_database(db_url, pools)
         print(
             f"set-up: pools of 88,282 and 1,000,000 IDs, {BOARD_ROWS:,}-row board ({time.perf_counter() - t0:.1f} s)"
         )

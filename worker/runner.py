@@ -81,7 +81,7 @@ class StageContext:
     seed: int
     name: str
     stage_id: int
-    file_path: Path
+    selection_data: bytes  # the uploaded file as received
     file_sha256: str
     selection_hash: str
     pool_dir: str
@@ -308,7 +308,7 @@ def _context_fields(stage: EvaluationStage) -> dict:
     return {
         "submission_id": submission.id,
         "stage_id": stage.id,
-        "file_path": Path(submission.file_path),
+        "selection_data": submission.selection_bytes(),
         "file_sha256": submission.file_sha256,
         "selection_hash": submission.selection_hash,
         "pool_dir": phase.pool_dir,

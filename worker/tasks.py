@@ -24,10 +24,11 @@ from worker.runtime import runtime
 
 
 def _selection(ctx: StageContext) -> ResolvedSelection:
-    data = ctx.file_path.read_bytes()
+    data = ctx.selection_data
     if hashlib.sha256(data).hexdigest() != ctx.file_sha256:
         raise ValueError(
-            f"stored selection file {ctx.file_path.name} does not match its sha256: refusing to evaluate it"
+            f"stored selection file of submission {ctx.submission_id} does not match its sha256: refusing to "
+            "evaluate it"
         )
     selection = load_selection(data, pool_at(ctx.pool_dir).index_of)
     if selection.selection_hash != ctx.selection_hash:

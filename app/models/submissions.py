@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, UTCDateTime, str_enum, utcnow
@@ -51,7 +52,10 @@ class Submission(Base):
     phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"), index=True)
     # the upload as received
     idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX))
-    file_path: Mapped[str] = mapped_column(String(500))
+    # The file's bytes live in the database, so that a worker on any host reads them without the API's disk
+    # (deferred: loaded only when read); `file_path` is set on submissions stored before that, as files.
+    selection_data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    file_path: Mapped[str | None] = mapped_column(String(500))
     file_sha256: Mapped[str] = mapped_column(String(64))
     file_bytes: Mapped[int] = mapped_column(Integer)
     # what validation computed
@@ -91,6 +95,13 @@ class Submission(Base):
 
     team: Mapped[Team] = relationship()
     phase: Mapped[Phase] = relationship()
+
+    def selection_bytes(self) -> bytes:
+        """The uploaded file as received (from the database; from its file for a submission stored before)."""
+        if self.selection_data is not None:
+            return self.selection_data
+        return Path(self.file_path).read_bytes()
+
     stages: Mapped[list[EvaluationStage]] = relationship(
         back_populates="submission", order_by="EvaluationStage.id", cascade="all, delete-orphan"
     )

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,7 +17,7 @@ from app.models import QUOTA_STATUSES, DuplicatePolicy, EvaluationStage, Phase, 
 from app.services.phases import pool_for, seeds_for, tier_for
 from app.services.teams import create_team
 from evaluator.selection import SelectionError, load_selection
-from evaluator.store import list_tasks, write_atomic
+from evaluator.store import list_tasks
 
 STAGE_VALIDATE, STAGE_PRETRAIN, STAGE_AGGREGATE = (
     Stage.validate.value,
@@ -45,13 +43,12 @@ def create_submission(
     phase: Phase,
     data: bytes,
     meta: SubmissionMeta,
-    uploads_dir: Path,
     max_bytes: int,
     now: datetime | None = None,
     is_baseline: bool = False,
     idempotency_key: str | None = None,
 ) -> Submission:
-    """Validate, check the quota, store the file and the submission with its pending stages (flushed, not
+    """Validate, check the quota, store the submission with its file and its pending stages (flushed, not
     committed: the caller commits, then enqueues). Any refusal raises ApiError before anything is written."""
     now = now or utcnow()
     if not is_baseline and not phase.is_open(now):  # organizers add baselines whenever they like
@@ -83,36 +80,31 @@ def create_submission(
     if not is_baseline:
         _check_quota(session=session, team=team, phase=phase, now=now)
     sha = hashlib.sha256(data).hexdigest()
-    path = _store_file(uploads_dir, sha, data)
-    try:
-        submission = Submission(
-            team_id=team.id,
-            phase_id=phase.id,
-            idempotency_key=idempotency_key,
-            file_path=str(path),
-            file_sha256=sha,
-            file_bytes=len(data),
-            selection_hash=selection.selection_hash,
-            n=selection.n,
-            pool_size=selection.pool_size,
-            retained_fraction=selection.retained_fraction,
-            seeds=seeds_for(phase, tier),
-            method=meta.method,
-            description=meta.description,
-            code_url=meta.code_url,
-            paper_url=meta.paper_url,
-            allow_selection_download=meta.allow_selection_download,
-            is_baseline=is_baseline,
-            created_at=now,
-            current_stage="queued",
-        )
-        session.add(submission)
-        session.flush()
-        session.add_all(pipeline_stages(submission, task_names))
-        session.flush()
-    except BaseException:
-        path.unlink(missing_ok=True)  # nothing stored on error: the caller's rollback drops the rows
-        raise
+    submission = Submission(
+        team_id=team.id,
+        phase_id=phase.id,
+        idempotency_key=idempotency_key,
+        selection_data=data,
+        file_sha256=sha,
+        file_bytes=len(data),
+        selection_hash=selection.selection_hash,
+        n=selection.n,
+        pool_size=selection.pool_size,
+        retained_fraction=selection.retained_fraction,
+        seeds=seeds_for(phase, tier),
+        method=meta.method,
+        description=meta.description,
+        code_url=meta.code_url,
+        paper_url=meta.paper_url,
+        allow_selection_download=meta.allow_selection_download,
+        is_baseline=is_baseline,
+        created_at=now,
+        current_stage="queued",
+    )
+    session.add(submission)
+    session.flush()
+    session.add_all(pipeline_stages(submission, task_names))
+    session.flush()
     return submission
 
 
@@ -163,15 +155,6 @@ def _check_quota(*, session: Session, team: Team, phase: Phase, now: datetime) -
                 "quota_day",
                 f"daily quota spent: {used} of {phase.quota_per_day} submissions today (UTC) to phase {phase.slug!r}",
             )
-
-
-def _store_file(uploads_dir: Path, sha: str, data: bytes) -> Path:
-    """A new file per submission (a shared content-addressed file could be deleted under another upload's
-    feet when one of two identical uploads is refused), written atomically."""
-    path = uploads_dir / sha[:2] / f"{sha[:16]}-{uuid.uuid4().hex}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: f.write(data))
-    return path.resolve()
 
 
 BASELINES_TEAM = "baselines"

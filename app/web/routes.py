@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
@@ -245,9 +245,14 @@ def selection_file(submission_id: SubmissionId, request: Request, session: Sessi
     """The uploaded selection, where its team allowed it (and always to the team itself)."""
     sub = visible_submission(session, submission_id, viewer)
     owner = sub is not None and viewer is not None and (viewer.is_admin or viewer.id == sub.team_id)
-    if sub is None or not (sub.allow_selection_download or owner) or not Path(sub.file_path).exists():
+    if sub is None or not (sub.allow_selection_download or owner):
         return not_found(request, viewer, f"No selection file to download for submission {submission_id}.")
-    return FileResponse(sub.file_path, media_type="text/plain", filename=f"delbench-submission-{sub.id}.txt")
+    try:
+        data = sub.selection_bytes()
+    except OSError:  # an old submission whose file is gone
+        return not_found(request, viewer, f"No selection file to download for submission {submission_id}.")
+    return Response(data, media_type="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="delbench-submission-{sub.id}.txt"'})  # fmt: skip
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -47,7 +47,6 @@ def submit(
             phase=get_phase(session=session, slug=phase),
             data="\n".join(ids).encode(),
             meta=SubmissionMeta(method=method, **meta),
-            uploads_dir=stack.settings.uploads_dir,
             max_bytes=10**6,
             is_baseline=is_baseline,
         ).id

@@ -327,7 +327,6 @@ def submission_id(stack, pool_dir, pool_ids) -> int:
             phase=get_phase(session=session, slug="dev"),
             data="\n".join(pool_ids[:96]).encode(),
             meta=SubmissionMeta(method="m"),
-            uploads_dir=stack.settings.uploads_dir,
             max_bytes=10**6,
         )
         return sub.id

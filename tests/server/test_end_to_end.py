@@ -4,7 +4,6 @@ uploaded over HTTP, and the leaderboard compared with what `delbench evaluate` g
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -56,7 +55,7 @@ def test_redis_postgres_end_to_end(postgres, redis_prefix, pool_dir, pool_ids, e
         r = httpx.post(url, headers=headers, files={"file": ("x.txt", pool_ids[0].encode())}, timeout=30)
         broken = r.json()["id"]
         with stack.session() as session:
-            Path(session.get(Submission, broken).file_path).write_text("tampered\n")
+            session.get(Submission, broken).selection_data = b"tampered\n"
         worker = start_worker(stack.env, "w1", tmp_path)
         failed = poll_submission(
             base, seeded.token, broken, until={"failed"}, timeout=120, procs=[api, worker]

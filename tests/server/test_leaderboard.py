@@ -33,7 +33,6 @@ def evaluated(stack, team_id: int, ids: list[str], method: str, base_by_seed: di
             phase=get_phase(session=session, slug="dev"),
             data="\n".join(ids).encode(),
             meta=SubmissionMeta(method=method),
-            uploads_dir=stack.settings.uploads_dir,
             max_bytes=10**6,
         )
         sid = sub.id

@@ -169,7 +169,7 @@ def test_reconciler_resends_a_lost_message_behind_other_messages(stack, celery, 
         other = create_submission(
             session=session, team=session.get(Team, mine.team_id), phase=session.get(Phase, mine.phase_id),
             data="\n".join(pool_ids[:50]).encode(), meta=SubmissionMeta(method="other"),
-            uploads_dir=stack.settings.uploads_dir, max_bytes=10**6,
+max_bytes=10**6,
         )  # fmt: skip
         session.flush()
         dispatch_next(session=session, celery=celery, submission=other)

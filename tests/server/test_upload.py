@@ -44,11 +44,10 @@ def upload(client, token, body: bytes | str, phase="dev", **form):
 
 
 def traces(stack) -> tuple[int, int, int]:
-    """(submission rows, broker messages, stored files)."""
+    """(submission rows, broker messages, stored selection files)."""
     with stack.session() as session:
         rows = session.scalar(select(func.count()).select_from(Submission))
-    uploads = stack.settings.uploads_dir
-    files = sum(1 for p in uploads.rglob("*") if p.is_file()) if uploads.exists() else 0
+        files = session.scalar(select(func.count()).where(Submission.selection_data.is_not(None)))
     return rows, stack.broker_messages(), files
 
 
@@ -239,7 +238,6 @@ def test_concurrent_uploads_at_the_quota_edge(stack, pool_dir, pool_ids):
                     phase=phase,
                     data=pool_ids[i].encode(),
                     meta=SubmissionMeta(),
-                    uploads_dir=stack.settings.uploads_dir,
                     max_bytes=10_000,
                 )
                 session.commit()
@@ -399,3 +397,12 @@ def test_a_team_withdraws_its_own_pending_submission_and_only_its_own(stack, cli
     assert again.status_code == 409 and again.json()["error"]["rule"] == "not_pending"
     # the quota slot came back: a quota of 1 takes a new upload
     assert upload(client, seeded.token, "\n".join(pool_ids[:30])).status_code == 202
+
+
+def test_a_submission_stored_before_the_database_held_files_is_read_from_its_file(tmp_path):
+    """Rows from before migration 0004 have `file_path` and no `selection_data`: they stay readable."""
+    old = tmp_path / "ab" / "abcdef-1"
+    old.parent.mkdir()
+    old.write_bytes(b"frame-1\nframe-2\n")
+    assert Submission(file_path=str(old)).selection_bytes() == b"frame-1\nframe-2\n"
+    assert Submission(selection_data=b"frame-3\n", file_path=None).selection_bytes() == b"frame-3\n"

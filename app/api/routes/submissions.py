@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
@@ -91,15 +90,10 @@ def upload_submission(
             phase=phase,
             data=data,
             meta=meta,
-            uploads_dir=settings.uploads_dir,
             max_bytes=settings.upload_max_bytes,
             idempotency_key=idempotency_key,
-        )  # it removes its stored file itself when it fails
-        try:
-            session.commit()
-        except BaseException:
-            Path(submission.file_path).unlink(missing_ok=True)  # nothing stored when nothing is committed
-            raise
+        )
+        session.commit()  # the file is a column of the row: stored with it, or not at all
     except IntegrityError:
         session.rollback()
         first = idempotency_key and replayed_submission(

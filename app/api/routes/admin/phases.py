@@ -205,7 +205,7 @@ def add_baseline(
         meta=SubmissionMeta(
             method=method.strip(), description=description, allow_selection_download=allow_selection_download
         ),
-        uploads_dir=settings.uploads_dir, max_bytes=settings.upload_max_bytes,
+        max_bytes=settings.upload_max_bytes,
     )  # fmt: skip
     audit.record(
         session=session, actor=admin, action="register_baseline", target=f"submission:{submission.id}",
