@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     broker_key_prefix: str = ""  # Redis key prefix, so several deployments (or test runs) share one Redis
     broker_dir: Path | None = None  # the filesystem broker's folders; default DATA_DIR/broker
     data_dir: Path = Path("data")  # the encoder cache and the embedded broker's files live under it
-    artifacts_dir: Path | None = None  # encoder cache and logs; default DATA_DIR/artifacts; shared by workers
+    artifacts_dir: Path | None = None  # this host's encoder cache; default DATA_DIR/artifacts
+    # where encoders cross hosts: a shared folder or s3://bucket/prefix (evaluator/artifacts.py); none: one host
+    artifact_store: str | None = None
+    artifact_store_endpoint: str | None = None  # an S3-compatible store's URL, when it is not AWS
     upload_max_bytes: int = 64 * 1024 * 1024  # ~2M pool IDs
     admin_token: SecretStr | None = None  # accepted by admin routes besides admin teams' tokens
     lease_seconds: float = 60.0  # a running stage whose heartbeat is older than this is presumed dead

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from evaluator.artifacts import ArtifactStore
 from evaluator.distributed import SINGLE, Ranks
 from evaluator.finetune import finetune
 from evaluator.mae import ViTEncoder, build_encoder
@@ -46,6 +47,22 @@ def encoder_cache_key(selection_hash: str, tier: Tier, seed: int) -> str:
     return hashlib.sha256(f"{selection_hash}:{tier.hash}:{seed}".encode()).hexdigest()[:32]
 
 
+def encoder_key(selection_hash: str, tier: Tier, seed: int) -> str:
+    """Where the encoder lives, relative to a cache folder or an artifact store."""
+    return f"encoders/{encoder_cache_key(selection_hash, tier, seed)}/{ENCODER_FILE}"
+
+
+def fetch_encoder(store: ArtifactStore, key: str, cache_dir: Path, tier: Tier) -> Path | None:
+    """The store's encoder at `key`, copied into `cache_dir` and checked against its digest; None where the
+    store has none (or one that does not verify)."""
+    if not store.has(key):
+        return None
+    local = Path(cache_dir) / key
+    store.get(key + ".sha256", _digest_path(local))
+    store.get(key, local)
+    return local if _cached_encoder(local, tier) is not None else None
+
+
 def pretrain_encoder(
     *,
     pool: Pool,
@@ -56,17 +73,23 @@ def pretrain_encoder(
     progress: ProgressFn | None = None,
     device: str | torch.device | None = None,
     ranks: Ranks = SINGLE,
+    store: ArtifactStore | None = None,
 ) -> PretrainResult:
     """Pretrain on the selection, or reuse the encoder cached for (selection hash, tier hash, seed).
 
     An interrupted run resumes from the checkpoint in the entry's work folder. Under several `ranks` (one
     data-parallel pretraining, evaluator.distributed) the cache folder is the ranks' common one: the main
-    rank writes checkpoints and the encoder, and every rank returns once the encoder is there.
+    rank writes checkpoints and the encoder, and every rank returns once the encoder is there. With an
+    artifact `store`, an encoder another host pretrained is fetched rather than pretrained again, and a new
+    one is put there for the others.
     """
     started = time.perf_counter()
     entry = Path(cache_dir) / "encoders" / encoder_cache_key(selection.selection_hash, tier, seed)
     encoder_path = entry / ENCODER_FILE
     saved = _cached_encoder(encoder_path, tier)
+    key = encoder_key(selection.selection_hash, tier, seed)
+    if saved is None and store is not None and fetch_encoder(store, key, cache_dir, tier) is not None:
+        saved = _cached_encoder(encoder_path, tier)
     if saved is not None:
         if progress:
             progress("pretrain", tier.pretrain.steps, tier.pretrain.steps)
@@ -100,6 +123,9 @@ def pretrain_encoder(
     }
     save_torch_atomic(state, encoder_path)
     _digest_path(encoder_path).write_text(file_sha256(encoder_path) + "\n")  # a digest names a whole file
+    if store is not None:  # the digest first: an encoder in the store always has its digest beside it
+        store.put(_digest_path(encoder_path), key + ".sha256")
+        store.put(encoder_path, key)
     shutil.rmtree(work, ignore_errors=True)
     ranks.barrier()
     return PretrainResult(encoder_path, False, curve, time.perf_counter() - started)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_session_factory, session_scope
 from app.settings import Settings, get_settings
+from evaluator.artifacts import open_store
 
 
 class Runtime:
@@ -17,6 +18,7 @@ class Runtime:
         self.settings = settings
         self.engine = make_engine(settings.database_url)
         self.factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.store = open_store(settings.artifact_store, settings.artifact_store_endpoint)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

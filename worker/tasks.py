@@ -50,19 +50,22 @@ def _validate(ctx: StageContext) -> dict:
 
 
 def _pretrain(ctx: StageContext) -> dict:
-    from evaluator.protocol import pretrain_encoder
+    from evaluator.protocol import encoder_key, pretrain_encoder
 
+    selection, tier = _selection(ctx), load_tier(ctx.tier)
     result = pretrain_encoder(
         pool=pool_at(ctx.pool_dir),
-        selection=_selection(ctx),
-        tier=load_tier(ctx.tier),
+        selection=selection,
+        tier=tier,
         seed=ctx.seed,
         cache_dir=ctx.settings.cache_dir,
         progress=ctx.progress,
         device=ctx.settings.device,
+        store=runtime().store,
     )
     return {
         "encoder_path": str(result.encoder_path),
+        "encoder_key": encoder_key(selection.selection_hash, tier, ctx.seed),
         "cache_hit": result.cache_hit,
         "seconds": result.seconds,
         "loss_curve": [list(p) for p in result.loss_curve],
@@ -70,13 +73,24 @@ def _pretrain(ctx: StageContext) -> dict:
 
 
 def _finetune(ctx: StageContext) -> dict:
-    from evaluator.protocol import finetune_task
+    from evaluator.protocol import fetch_encoder, finetune_task
 
-    encoder_path = _stage_detail(ctx, STAGE_PRETRAIN)["encoder_path"]
+    pretrained = _stage_detail(ctx, STAGE_PRETRAIN)
+    tier = load_tier(ctx.tier)
+    encoder_path = Path(pretrained["encoder_path"])
+    if not encoder_path.exists():  # pretrained on another host: its copy is in the artifact store
+        store, key = runtime().store, pretrained.get("encoder_key")
+        fetched = fetch_encoder(store, key, ctx.settings.cache_dir, tier) if store and key else None
+        if fetched is None:
+            raise FileNotFoundError(
+                f"the encoder {encoder_path} is not on this host and no artifact store has it: workers on "
+                "several hosts need DELBENCH_ARTIFACT_STORE (docs/scaling.md)"
+            )
+        encoder_path = fetched
     return finetune_task(
-        encoder_path=Path(encoder_path),
+        encoder_path=encoder_path,
         task_dir=ctx.tasks_dir / ctx.name.removeprefix(FINETUNE_PREFIX),
-        tier=load_tier(ctx.tier),
+        tier=tier,
         seed=ctx.seed,
         progress=ctx.progress,
         device=ctx.settings.device,

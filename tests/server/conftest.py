@@ -221,6 +221,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
     if settings.broker_dir:
         env["DELBENCH_BROKER_DIR"] = str(settings.broker_dir)
+    if settings.artifact_store:
+        env["DELBENCH_ARTIFACT_STORE"] = settings.artifact_store
     return env
 
 
