@@ -19,8 +19,11 @@ class ArtifactStore:
         import fsspec
 
         self.url = url.rstrip("/")
+        from fsspec.implementations.local import LocalFileSystem
+
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **storage_options)
         self.root = self.root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)  # a folder: write beside, then move into place
 
     def _path(self, key: str) -> str:
         if key.startswith("/") or ".." in key.split("/"):
@@ -35,7 +38,7 @@ class ArtifactStore:
         target = self._path(key)
         parent = target.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        if self.fs.protocol in ("file", "local") or "file" in (self.fs.protocol or ()):
+        if self.local:
             staging = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.tmp"
             self.fs.put_file(str(local), staging)
             self.fs.mv(staging, target)

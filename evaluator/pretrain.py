@@ -213,17 +213,18 @@ def pretrain(
                 window_sum.zero_()
                 window_n = 0
             if done % cfg.checkpoint_every == 0 and done < total:
-                # the loss window in progress, as the whole batch's: every rank resumes with it
+                # the loss window in progress, as the whole batch's (a collective: every rank takes part),
+                # so that a resumed curve is the uninterrupted one, whatever the number of ranks resuming
                 window_now = float(ranks.mean(window_sum))
-            if done % cfg.checkpoint_every == 0 and done < total and ranks.is_main:
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": done,
-                    "loss_curve": curve,
-                    "window": (window_now, window_n),  # so that a resumed curve is the uninterrupted one
-                }
-                save_torch_atomic(state, ckpt_path)
+                if ranks.is_main:
+                    state = {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": done,
+                        "loss_curve": curve,
+                        "window": (window_now, window_n),
+                    }
+                    save_torch_atomic(state, ckpt_path)
             if progress and ranks.is_main:
                 progress("pretrain", done, total)
     ranks.barrier()  # no rank leaves (and reads the main rank's files) before the last step is everyone's
