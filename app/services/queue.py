@@ -37,7 +37,8 @@ GPU_QUEUE = "gpu"
 
 @dataclass(frozen=True)
 class Standing:
-    """One submission's place and estimates; every field None once it no longer waits (or has finished)."""
+    """One submission's place and estimates. Once it runs only `eta_seconds` is set (from its own progress);
+    once it has finished, nothing."""
 
     position: int | None = None  # 1: the next to start
     ahead: int | None = None  # unfinished submissions before it, waiting or running
@@ -104,8 +105,12 @@ class QueueView:
         return typical * len(submission.seeds) * (1.0 - submission.progress)
 
     def standing(self, submission: Submission) -> Standing:
-        if not waiting(submission):
+        if submission.status not in PENDING_STATUSES:
             return Standing()
+        if not waiting(submission):
+            if submission.eta_at is None:
+                return Standing()
+            return Standing(eta_seconds=max(0.0, (submission.eta_at - self.now).total_seconds()))
         ahead = [s for s in self.pending if (s.created_at, s.id) < (submission.created_at, submission.id)]
         own = self.remaining_seconds(submission)
         work = [self.remaining_seconds(s) for s in ahead]
@@ -120,13 +125,3 @@ class QueueView:
             starts_in_seconds=starts_in,
             eta_seconds=None if starts_in is None else starts_in + own,
         )
-
-    def eta_seconds(self, submission: Submission) -> float | None:
-        """Seconds until it finishes: the queue estimate while it waits, then the running estimate."""
-        if submission.status not in PENDING_STATUSES:
-            return None
-        if waiting(submission):
-            return self.standing(submission).eta_seconds
-        if submission.eta_at is None:
-            return None
-        return max(0.0, (submission.eta_at - self.now).total_seconds())

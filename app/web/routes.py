@@ -192,7 +192,7 @@ def status_body(sub: Submission, queue: QueueView) -> dict:
         "status": sub.status.value,
         "current_stage": sub.current_stage,
         "progress": sub.progress,
-        "eta_seconds": queue.eta_seconds(sub),
+        "eta_seconds": standing.eta_seconds,
         "queue_position": standing.position,
         "queue_ahead": standing.ahead,
         "starts_in_seconds": standing.starts_in_seconds,
