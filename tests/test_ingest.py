@@ -142,6 +142,17 @@ def test_strict_fails_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "tasks" / "cvc-300").exists()
 
 
+def _frames_decoded(tmp_path: Path, n: int) -> bool:
+    """Whether a scratch array exists and its first `n` frames hold pixels. The array file is created and
+    then sized, so a poll between the two sees a header without data: not decoded yet."""
+    for scratch in tmp_path.glob(".pool.scratch-*/images_r32.npy"):
+        try:
+            return bool(np.load(scratch, mmap_mode="r")[:n].reshape(n, -1).any(axis=1).all())
+        except ValueError:
+            return False
+    return False
+
+
 def test_killed_ingest_leaves_previous_pool_readable(tmp_path, capsys):
     pool_dir = tmp_path / "pool"
     assert ingest_pool(capsys, make_pool_tree("gastrovision", tmp_path / "gastrovision"), pool_dir)[0] == 0
@@ -180,8 +191,7 @@ def test_killed_ingest_leaves_previous_pool_readable(tmp_path, capsys):
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, f"the ingest ended before it was killed: {proc.communicate()}"
-            scratch = list(tmp_path.glob(".pool.scratch-*/images_r32.npy"))
-            if scratch and np.load(scratch[0], mmap_mode="r")[:40].reshape(40, -1).any(axis=1).all():
+            if _frames_decoded(tmp_path, 40):
                 break  # the 40 readable frames are decoded; the worker on the FIFO is stuck
             assert time.monotonic() < deadline, "the ingest never got to decoding"
             time.sleep(0.05)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -10,14 +12,17 @@ from celery import Celery
 from fastapi import Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db import read_only_bind
-from app.errors import ApiError
+from app.errors import ApiError, database_unreachable
 from app.models import Team
 from app.services.queue import QueueView
 from app.services.teams import authenticate_limited
 from app.settings import Settings
+
+log = logging.getLogger("delbench.api")
 
 _bearer = HTTPBearer(auto_error=False, description="A team's API token")
 
@@ -36,8 +41,26 @@ def open_session(app: FastAPI, *, read_only: bool) -> Session:
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; routes that write commit it themselves (then enqueue). GET and HEAD requests
     only read."""
-    with open_session(request.app, read_only=request.method in ("GET", "HEAD")) as session:
+    session = open_session(request.app, read_only=request.method in ("GET", "HEAD"))
+    try:
         yield session
+    finally:
+        close_session(session)
+
+
+def close_session(session: Session) -> None:
+    """Close without raising when the database went away since the request's last statement. Closing rolls
+    back what the request left open, and it runs after the answer was sent: an error there would reach the
+    server, which then drops the client's kept-alive connection (its next request fails unanswered). The
+    pool discards the broken connection either way."""
+    try:
+        session.close()
+    except DBAPIError as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("database went away before the session closed: %s", str(exc).splitlines()[0])
+        with contextlib.suppress(DBAPIError):
+            session.invalidate()
 
 
 def get_celery(request: Request) -> Celery:

@@ -35,3 +35,28 @@ def test_unreachable_database_answers_503_with_retry_after(client):
         assert r.status_code == 503, (path, r.status_code, r.text)
         assert r.headers["retry-after"].isdigit() and r.json()["error"]["rule"] == "database_unavailable"
         assert "Traceback" not in r.text
+
+
+def test_a_session_whose_database_went_away_closes_without_raising(tmp_path):
+    """Closing a request's session rolls back its open transaction after the answer was sent; if the
+    database dropped the connection meanwhile, that must not raise (the server would then close the
+    client's kept-alive connection), and the next request gets a fresh connection."""
+    from sqlalchemy import text
+    from starlette.requests import Request
+
+    from app.api.deps import get_session
+    from tests.server.conftest import PG_ADMIN_URLS, need_postgres
+
+    need_postgres()
+    settings = Settings(database_url=PG_ADMIN_URLS[0], data_dir=str(tmp_path), broker_url="memory://")
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        idle = app.state.engine.pool.checkedout()
+        dependency = get_session(Request({"type": "http", "app": app, "method": "GET", "headers": []}))
+        session = next(dependency)
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()  # a transaction is now open
+        with app.state.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        dependency.close()  # FastAPI's teardown: runs the dependency's `finally`
+        assert app.state.engine.pool.checkedout() == idle  # the broken connection went back
+        assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}

@@ -167,7 +167,8 @@ def test_database_restart_under_load(cluster, tmp_path, pool_dir, pool_ids):
         stop.set()
         for t in threads:
             t.join(timeout=30)
-        assert dropped == [], dropped[:5]
+        assert dropped == [], (dropped[:5], api.tail())
+        assert "Exception in ASGI application" not in api.log_path.read_text(errors="replace"), api.tail()
         codes = {code for _, code in statuses}
         assert codes <= {200, 202, 503}, sorted({(w, c) for w, c in statuses if c not in (200, 202, 503)})
         assert 503 in codes and 200 in codes  # the outage was seen, and so was the service on both sides
