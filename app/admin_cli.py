@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sys
 from datetime import datetime
 
 from sqlalchemy import select
@@ -66,20 +65,17 @@ def main(command: str, argv: list[str]) -> int:
         return _run(args)
     except (ValueError, IntegrityError, ApiError) as exc:  # a bad pool, tasks or tier; a taken name
         reason = "already exists" if isinstance(exc, IntegrityError) else str(exc)
-        print(f"delbench {command} {args.action}: {reason}", file=sys.stderr)
-        return 2
+        raise SystemExit(f"{args.action}: {reason}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if not args.create_database and not has_schema(settings.database_url):
-        print(
-            f"delbench admin: no DELBench database at {settings.database_url}. Point DELBENCH_DATABASE_URL at "
+        raise SystemExit(
+            f"no DELBench database at {settings.database_url}. Point DELBENCH_DATABASE_URL at "
             "the server's database (the demo's is DATA_DIR/delbench.sqlite, default data/demo/delbench.sqlite; "
-            "its admin token is in `delbench demo --info`), or pass --create-database to create this one.",
-            file=sys.stderr,
+            "its admin token is in `delbench demo --info`), or pass --create-database to create this one."
         )
-        return 2
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     actor = f"cli:{getpass.getuser()}"
@@ -98,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         elif args.action == "create-token":
             team = session.scalar(select(Team).where(Team.name == args.team))
             if team is None:
-                raise SystemExit(f"delbench admin: no team {args.team!r}")
+                raise SystemExit(f"no team {args.team!r}")
             _, token = create_token(session=session, team=team, label="created by delbench admin")
             audit.record(session=session, actor=actor, action="create_token", target=f"team:{team.name}")
             print(token)

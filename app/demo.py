@@ -214,7 +214,7 @@ def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if api.poll() is not None:
-            raise SystemExit(f"demo: the API exited with status {api.returncode}")
+            raise SystemExit(f"the API exited with status {api.returncode}")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
                 if r.status == 200:
@@ -222,7 +222,7 @@ def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60) -> None:
         except OSError:
             pass
         time.sleep(0.2)  # poll interval
-    raise SystemExit(f"demo: the API did not answer on {url} within {timeout:.0f} s")
+    raise SystemExit(f"the API did not answer on {url} within {timeout:.0f} s")
 
 
 def _stop(proc: subprocess.Popen, sig: int, timeout: float = 15) -> None:
@@ -259,8 +259,7 @@ def main(command: str, argv: list[str]) -> int:
     if args.info:
         files = {role: data / name for role, name in TOKEN_FILES.items()}
         if not all(f.exists() for f in files.values()):
-            print(f"delbench: error: no demo in {data}: start one with `delbench demo`", file=sys.stderr)
-            return 1
+            raise SystemExit(f"no demo in {data}: start one with `delbench demo`")
         tokens = {role: f.read_text().strip() for role, f in files.items()}
         print(banner(url, tokens, data / "example-selection.txt", data, args.tier), flush=True)
         return 0
@@ -294,7 +293,7 @@ def main(command: str, argv: list[str]) -> int:
         _stop(worker, signal.SIGTERM, timeout=60)
     if not stopping:
         print(
-            f"demo: a process exited unexpectedly (worker {worker.returncode}, api {api.returncode})",
+            f"delbench demo: error: a process exited unexpectedly (worker {worker.returncode}, api {api.returncode})",
             file=sys.stderr,
         )
         return 1

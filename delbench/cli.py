@@ -2,6 +2,11 @@
 
 Light commands (`--help`, `normdel`) must answer in well under a second, so nothing here imports torch,
 the web stack or the database; each subcommand's module builds its own argument parser in `main(argv)`.
+
+Exit codes, for every command: 0 done, 2 a usage error (argparse's `parser.error`, an unknown command),
+1 a runtime error (a file that does not load, a server that refuses). A command reports a runtime error
+by raising `SystemExit("what went wrong")`; this module prints it once as `delbench COMMAND: error: ...`,
+the prefix argparse gives a usage error.
 """
 
 from __future__ import annotations
@@ -73,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     set_default_wait_policy()  # before torch loads: evaluator/cpu_threads.py
     try:  # commands import their libraries when they run, so a missing one shows up here
         return int(importlib.import_module(COMMANDS[name][0]).main(name, rest) or 0)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # a command's runtime error: one line, argparse's prefix
+            print(f"delbench {name}: error: {exc.code}", file=sys.stderr)
+            return 1
+        return exc.code or 0  # argparse's 2 after its usage line, or --help's 0
     except ModuleNotFoundError as exc:  # an install without this command's libraries: say which, no traceback
         hint = f"pip install 'delbench[{EXTRAS.get(COMMANDS[name][0].split('.')[0], 'evaluator')}]'"
-        print(f"delbench {name}: needs the Python package {exc.name or str(exc)!r}, which is not installed: {hint}",
+        print(f"delbench {name}: error: needs the Python package {exc.name or str(exc)!r}, which is not installed: {hint}",
               file=sys.stderr)  # fmt: skip
         return 1

@@ -314,11 +314,10 @@ COMMANDS = {"submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel, "l
 def main(command: str, argv: list[str]) -> int:
     args = _parser(command).parse_args(argv)
     if command != "leaderboard" and not args.token:
-        print(f"delbench {command}: no API token: pass --token or set DELBENCH_TOKEN", file=sys.stderr)
+        print(f"delbench {command}: error: no API token: pass --token or set DELBENCH_TOKEN", file=sys.stderr)
         return 2
     client = Client(args.server, args.token)
     try:
         return COMMANDS[command](client, args)
     except ClientError as exc:
-        print(f"delbench {command}: {exc}", file=sys.stderr)
-        return 1
+        raise SystemExit(str(exc)) from None

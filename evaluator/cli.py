@@ -44,11 +44,6 @@ class StageProgress:
             self.bar = None
 
 
-def _fail(message: str) -> int:
-    print(f"delbench: error: {message}", file=sys.stderr)
-    return 2
-
-
 def cmd_synth(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="delbench synth",
@@ -70,7 +65,7 @@ def cmd_synth(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     if args.size < 1:
-        return _fail("--size must be at least 1")
+        parser.error("--size must be at least 1")
     from tqdm import tqdm
 
     from evaluator.synth import generate
@@ -124,7 +119,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.no_pretrain == (args.ids is not None):
-        return _fail("give exactly one of --ids FILE or --no-pretrain")
+        parser.error("give exactly one of --ids FILE or --no-pretrain")
 
     from evaluator.selection import SelectionError, load_selection
     from evaluator.store import StoreError, open_pool
@@ -138,12 +133,12 @@ def cmd_evaluate(argv: list[str]) -> int:
             try:
                 data = args.ids.read_bytes()
             except OSError as exc:
-                return _fail(f"{args.ids}: {exc.strerror}")
+                raise SystemExit(f"{args.ids}: {exc.strerror}") from None
             selection = load_selection(data, pool.index_of)
     except SelectionError as exc:
-        return _fail(f"{args.ids}: {exc}")
+        raise SystemExit(f"{args.ids}: {exc}") from None
     except (StoreError, ValueError) as exc:
-        return _fail(str(exc))
+        raise SystemExit(str(exc)) from None
 
     from evaluator.protocol import evaluate
 
@@ -160,7 +155,7 @@ def cmd_evaluate(argv: list[str]) -> int:
             device=args.device,
         )
     except StoreError as exc:
-        return _fail(str(exc))
+        raise SystemExit(str(exc)) from None
     finally:
         progress.close()
     text = json.dumps(results, indent=2) + "\n"
@@ -204,11 +199,11 @@ def cmd_pretrain(argv: list[str]) -> int:
         pool = open_pool(args.pool)
         selection = load_selection(args.ids.read_bytes(), pool.index_of)
     except OSError as exc:
-        return _fail(f"{args.ids}: {exc.strerror}")
+        raise SystemExit(f"{args.ids}: {exc.strerror}") from None
     except SelectionError as exc:
-        return _fail(f"{args.ids}: {exc}")
+        raise SystemExit(f"{args.ids}: {exc}") from None
     except (StoreError, ValueError) as exc:
-        return _fail(str(exc))
+        raise SystemExit(str(exc)) from None
 
     from evaluator import distributed
     from evaluator.protocol import pretrain_encoder
@@ -222,7 +217,7 @@ def cmd_pretrain(argv: list[str]) -> int:
             device=distributed.device_for(ranks), ranks=ranks,
         )  # fmt: skip
     except (StoreError, ValueError) as exc:
-        return _fail(str(exc))
+        raise SystemExit(str(exc)) from None
     finally:
         progress.close()
         distributed.leave(ranks)
@@ -247,7 +242,7 @@ def cmd_normdel(argv: list[str]) -> int:
     try:
         print(f"{normdel(args.miou, args.ratio, args.alpha):.4f}")
     except ValueError as exc:
-        return _fail(str(exc))
+        parser.error(str(exc))
     return 0
 
 

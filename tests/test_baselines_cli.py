@@ -97,7 +97,7 @@ def test_select_refuses_features_of_another_pool(pool_dir, tmp_path, capsys):
     code = delbench(
         ["select", "--pool", str(other), "--method", "meddel", "--ratio", "0.5", "--out", str(tmp_path / "x")]
     )
-    assert code == 2 and "computed for another pool" in capsys.readouterr().err
+    assert code == 1 and "computed for another pool" in capsys.readouterr().err
 
 
 def test_select_missing_pool(tmp_path, capsys):
@@ -115,7 +115,7 @@ def test_select_missing_pool(tmp_path, capsys):
                 str(tmp_path / "x"),
             ]
         )
-        == 2
+        == 1
     )
     assert "not a DELBench pool" in capsys.readouterr().err
 
@@ -124,7 +124,7 @@ def test_select_missing_pool(tmp_path, capsys):
     ("seeds", "message"),
     [("0,x", "--seeds: '0,x' is not a comma-separated list of integers"), ("1,1", "repeats a seed")],
 )
-def test_baselines_bad_seeds_are_one_line(pool_dir, tmp_path, capsys, seeds, message):
+def test_baselines_bad_seeds_are_a_usage_error(pool_dir, tmp_path, capsys, seeds, message):
     out = tmp_path / "table"
     code = delbench(["baselines", "--pool", str(pool_dir), "--tier", "tests/tiers/micro.json",
                      "--methods", "random", "--ratios", "0.5", "--seeds", seeds, "--out", str(out)])  # fmt: skip
@@ -158,6 +158,6 @@ def test_baselines_refuses_another_table_in_one_line(pool_dir, tmp_path, capsys)
     code = delbench(["baselines", "--pool", str(pool_dir), "--tier", "tests/tiers/micro.json",
                      "--methods", "random", "--ratios", "0.5", "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "holds the table over seeds [0, 1]; seed 0's own table is" in err
     assert (out / "baselines.json").read_text() == stored

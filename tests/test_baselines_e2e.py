@@ -93,7 +93,7 @@ def test_embed_with_a_checkpoint_lacking_the_decoder(embedded, tmp_path):
     assert "no losses" in out.stdout
     missing = run_cli("embed", "--pool", pool_dir, "--tier", MICRO_TIER, "--checkpoint", tmp_path / "none.pt")
     assert (
-        missing.returncode == 2
+        missing.returncode == 1
         and "no such encoder file" in missing.stderr
         and "Traceback" not in missing.stderr
     )
@@ -101,7 +101,7 @@ def test_embed_with_a_checkpoint_lacking_the_decoder(embedded, tmp_path):
     garbage = run_cli(
         "embed", "--pool", pool_dir, "--tier", MICRO_TIER, "--checkpoint", tmp_path / "garbage.pt"
     )
-    assert garbage.returncode == 2 and "not an encoder for tier micro" in garbage.stderr
+    assert garbage.returncode == 1 and "not an encoder for tier micro" in garbage.stderr
 
 
 def test_baselines_command_writes_the_table(embedded, tmp_path):

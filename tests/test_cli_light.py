@@ -55,7 +55,7 @@ def test_a_command_whose_libraries_are_missing_says_so_in_one_line(tmp_path):
                           timeout=120)  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (
-        "delbench serve: needs the Python package 'fastapi', which is not installed: pip install 'delbench[server]'"
+        "delbench serve: error: needs the Python package 'fastapi', which is not installed: pip install 'delbench[server]'"
     )
 
 
@@ -65,3 +65,11 @@ def test_an_image_without_git_records_the_code_version_it_was_built_with():
     env = {**os.environ, "DELBENCH_CODE_VERSION": "0.1.0+g0123456789ab"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.stdout.strip() == "0.1.0+g0123456789ab"
+
+
+def test_a_runtime_error_is_one_line_with_one_prefix_and_exit_1(tmp_path):
+    out = run_cli("evaluate", "--pool", str(tmp_path / "nowhere"), "--no-pretrain")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith("delbench evaluate: error: ")
+    usage = run_cli("evaluate", "--pool", str(tmp_path), "--no-pretrain", "--ids", "x.txt")
+    assert usage.returncode == 2 and "give exactly one of --ids FILE or --no-pretrain" in usage.stderr

@@ -93,7 +93,7 @@ def test_no_pretrain_floor_and_bad_selection_errors(small_pool, tmp_path):
         "evaluate", "--pool", small_pool, "--ids", bad, "--tier", MICRO_TIER, "--cache", tmp_path / "c"
     )
     assert (
-        out.returncode == 2
+        out.returncode == 1
         and "line 1" in out.stderr
         and "v99999" in out.stderr
         and "Traceback" not in out.stderr

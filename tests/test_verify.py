@@ -92,6 +92,6 @@ def test_tasks_verify(tmp_path, capsys):
 
 def test_verify_refuses_what_is_not_a_store(tmp_path, capsys):
     code, _, err = run(capsys, "verify", tmp_path)
-    assert code == 2 and f"{tmp_path}: neither a pool" in err
+    assert code == 1 and f"{tmp_path}: neither a pool" in err
     code, _, err = run(capsys, "verify", tmp_path / "absent")
-    assert code == 2 and "no such folder" in err
+    assert code == 1 and "no such folder" in err

@@ -12,9 +12,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-EXIT_USAGE = 2  # bad arguments or inputs
-EXIT_UNREACHABLE = 3  # --ratio cannot be met by the method's threshold
-
 
 def _methods_epilog() -> str:
     from evaluator.baselines.methods import METHODS
@@ -28,11 +25,6 @@ def _methods_epilog() -> str:
         )
         lines += [f"  {method.name}", body]
     return "\n".join(lines)
-
-
-def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
-    print(f"delbench {command}: error: {message}", file=sys.stderr)
-    return code
 
 
 def _ratio(text: str) -> float:
@@ -96,7 +88,8 @@ def select_parser() -> argparse.ArgumentParser:
 
 
 def run_select(argv: list[str]) -> int:
-    args = select_parser().parse_args(argv)
+    parser = select_parser()
+    args = parser.parse_args(argv)
     from evaluator.baselines.features import FeaturesError, find_feature_set
     from evaluator.baselines.methods import (
         MEDDEL_EPS,
@@ -111,9 +104,9 @@ def run_select(argv: list[str]) -> int:
     from evaluator.tier import load_tier
 
     if args.method not in METHODS:
-        return _fail("select", f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
+        parser.error(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     if args.eps is not None and args.outlier_share is not None:
-        return _fail("select", "give --eps or --outlier-share, not both")
+        parser.error("give --eps or --outlier-share, not both")
     try:
         pool = open_pool(args.pool)
         features = Features(size=pool.size)
@@ -139,9 +132,9 @@ def run_select(argv: list[str]) -> int:
         )
         selected = select(args.method, features, options)
     except RatioUnreachable as exc:
-        return _fail("select", f"{exc}; nothing written", EXIT_UNREACHABLE)
+        raise SystemExit(f"{exc}; nothing written") from None
     except (SelectError, FeaturesError, StoreError, ValueError) as exc:
-        return _fail("select", str(exc))
+        raise SystemExit(str(exc)) from None
     from evaluator.baselines.table import write_ids
 
     write_ids(args.out, [pool.ids[i] for i in selected.indices])
@@ -224,7 +217,7 @@ def run_embed(argv: list[str]) -> int:
             log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
     except (FeaturesError, StoreError, ValueError, FileNotFoundError) as exc:
-        return _fail("embed", str(exc))
+        raise SystemExit(str(exc)) from None
     meta = feature_set.meta
     state = "cached" if cached else "computed"
     losses = "with MAE losses" if feature_set.losses_path else "no losses (checkpoint has no decoder)"
@@ -287,7 +280,8 @@ def baselines_parser() -> argparse.ArgumentParser:
 
 
 def run_baselines(argv: list[str]) -> int:
-    args = baselines_parser().parse_args(argv)
+    parser = baselines_parser()
+    args = parser.parse_args(argv)
     from evaluator.baselines.features import FeaturesError
     from evaluator.baselines.methods import METHODS, SelectError
     from evaluator.baselines.table import run_baselines_over_seeds
@@ -298,15 +292,17 @@ def run_baselines(argv: list[str]) -> int:
     try:
         ratios = [_ratio(r) for r in args.ratios.split(",") if r.strip()]
     except argparse.ArgumentTypeError as exc:
-        return _fail("baselines", f"--ratios: {exc}")
+        parser.error(f"--ratios: {exc}")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
     except ValueError:
-        return _fail("baselines", f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
+        parser.error(f"--seeds: {args.seeds!r} is not a comma-separated list of integers")
+    if seeds and len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds: {args.seeds!r} repeats a seed")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        return _fail("baselines", f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     try:
         pool = open_pool(args.pool)
         tier = load_tier(args.tier)
@@ -326,7 +322,7 @@ def run_baselines(argv: list[str]) -> int:
             log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
     except (FeaturesError, SelectError, StoreError, ValueError, FileNotFoundError) as exc:
-        return _fail("baselines", str(exc))
+        raise SystemExit(str(exc)) from None
     print(table.markdown)
     print(f"wrote {args.out / 'baselines.md'} and {args.out / 'baselines.json'}")
     return 0

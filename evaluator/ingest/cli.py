@@ -187,9 +187,8 @@ def main(command: str, argv: list[str]) -> int:
             return _verify(argv)
     except UnreadableFiles as exc:
         lines = [f"{p}: {e}" for p, e in exc.failures]
-        print("\n".join(_listing(f"delbench {command}: --strict: {exc}", lines)), file=sys.stderr)
+        print("\n".join(_listing(f"delbench {command}: error: --strict: {exc}", lines)), file=sys.stderr)
         return 1
     except (IngestError, StoreError) as exc:
-        print(f"delbench {command}: error: {exc}", file=sys.stderr)
-        return 2
+        raise SystemExit(str(exc)) from None
     raise ValueError(f"evaluator.ingest.cli handles `ingest` and `verify`, not {command!r}")

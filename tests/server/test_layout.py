@@ -60,7 +60,7 @@ def test_admin_cli_bootstraps_a_phase_and_a_team(tmp_path, pool_dir):
     }
     refused = run_cli("admin", "create-team", "alpha", env=env)  # no database there yet: not made silently
     assert (
-        refused.returncode == 2
+        refused.returncode == 1
         and "--create-database" in refused.stderr
         and "DELBENCH_DATABASE_URL" in refused.stderr
     )
@@ -85,10 +85,10 @@ def test_admin_cli_bootstraps_a_phase_and_a_team(tmp_path, pool_dir):
     bad = run_cli(
         "admin", "create-phase", "p2", "--benchmark", "b", "--pool", str(tmp_path / "nope"), env=env
     )
-    assert bad.returncode == 2 and "not a DELBench pool" in bad.stderr  # checked at creation, not in a worker
+    assert bad.returncode == 1 and "not a DELBench pool" in bad.stderr  # checked at creation, not in a worker
     assert "Traceback" not in bad.stderr
     again = run_cli("admin", "create-team", "alpha", env=env)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 1 and "already exists" in again.stderr
     from sqlalchemy.orm import Session
 
     with Session(make_engine(env["DELBENCH_DATABASE_URL"])) as session:
