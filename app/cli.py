@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from app.settings import get_settings
 
@@ -19,13 +18,15 @@ def main(command: str, argv: list[str]) -> int:
     import uvicorn
 
     from app.db import migrate
+    from app.logs import setup_logging
     from app.main import create_app
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     settings = get_settings()
     if not args.no_migrate:
         migrate(settings.database_url)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # log_config=None: uvicorn's own loggers go through the root handler, in the one format
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level=args.log_level, log_config=None
+    )
     return 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import logging
 import signal
 import socket
 
 from app.contract import QUEUES, create_celery
+from app.logs import setup_logging
 from app.settings import get_settings
 
 
@@ -31,7 +31,7 @@ def main(command: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.loglevel)
     app = create_celery(get_settings())
     app.set_current()
     app.set_default()

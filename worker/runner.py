@@ -23,6 +23,7 @@ from celery.signals import worker_shutting_down
 from celery.worker import state as worker_state
 from sqlalchemy import update
 
+from app.logs import LineFormatter, stage_logging
 from app.models import EvaluationStage, Submission, WorkerHeartbeat
 from app.services import pipeline
 from app.services.dispatch import dispatch_next
@@ -97,7 +98,7 @@ class LogTail(logging.Handler):
     def __init__(self, lines: int):
         super().__init__(logging.INFO)
         self.lines: collections.deque[str] = collections.deque(maxlen=lines)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(LineFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
@@ -169,7 +170,8 @@ def run_stage(
     lease.start()
     started = time.perf_counter()
     try:
-        detail = body(ctx)
+        with stage_logging(label):
+            detail = body(ctx)
         seconds = time.perf_counter() - started
         _finish(
             rt, submission_id, seed, name, task_id, finish or _complete, detail, seconds, tail.text(), label

@@ -49,7 +49,7 @@ def test_transient_errors_are_retried_and_the_stage_completes(worker_app, stack,
                 raise
         return {"n": 96}
 
-    @worker_app.task(bind=True, name="test.validate")
+    @worker_app.task(bind=True, name="test.validate-retried")
     def task(self):
         return run_stage(self, submission_id=submission_id, seed=0, name="validate", body=body, advance=False)
 
@@ -68,7 +68,7 @@ def test_other_errors_fail_the_submission_with_the_log_tail(worker_app, stack, s
         logging.getLogger("evaluator.test").info("loaded 96 IDs")
         raise ValueError("pool and selection disagree")
 
-    @worker_app.task(bind=True, name="test.validate")
+    @worker_app.task(bind=True, name="test.validate-failing")
     def task(self):
         return run_stage(self, submission_id=submission_id, seed=0, name="validate", body=body, advance=False)
 
@@ -78,7 +78,9 @@ def test_other_errors_fail_the_submission_with_the_log_tail(worker_app, stack, s
         sub = session.get(Submission, submission_id)
         assert sub.status == SubmissionStatus.failed
         assert sub.error == "validate: ValueError: pool and selection disagree"
-        assert "loaded 96 IDs" in sub.log_tail and sub.log_tail.endswith(
+        # the evaluator's module logger reaches the tail, with the submission, stage and seed on the line
+        assert f"INFO evaluator.test [submission {submission_id} validate (seed 0)]: loaded 96 IDs" in sub.log_tail
+        assert sub.log_tail.endswith(
             "ValueError: pool and selection disagree"
         )
         assert sub.stages[0].status == StageStatus.failed and sub.stages[0].log_tail == sub.log_tail
