@@ -10,7 +10,7 @@ venv: $(VENV)/.installed
 # Installed from the lock file, so that every machine gets the same versions (numerics depend on torch,
 # timm and numpy); the package folders too: an editable install maps the top-level packages that existed
 # when it ran.
-$(VENV)/.installed: pyproject.toml constraints.txt requirements.lock app/__init__.py worker/__init__.py
+$(VENV)/.installed: pyproject.toml constraints.txt requirements.lock app/__init__.py worker/__init__.py migrations/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0

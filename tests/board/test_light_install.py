@@ -56,6 +56,13 @@ def test_the_base_install_is_a_working_client_without_torch(stack, client_venv, 
         assert sent.returncode == 0 and "accepted" in sent.stdout, sent.stderr
         listed = delbench("status")
         assert listed.returncode == 0 and "light" in listed.stdout
+        # the migrations ship in the package (a non-editable install migrates from site-packages)
+        shipped = subprocess.run([str(python), "-c", "import importlib.resources as r, sys; "
+                                  "print(*sorted(p.name for p in r.files('migrations').joinpath('versions').iterdir() "
+                                  "if p.name.endswith('.py')))"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+        assert shipped.stdout.split() == sorted(
+            p.name for p in (REPO / "migrations" / "versions").glob("*.py")
+        )
         needs = delbench("evaluate", "--pool", str(pool_dir), "--no-pretrain")
         assert needs.returncode == 1 and "pip install 'delbench[evaluator]'" in needs.stderr
         assert "Traceback" not in needs.stderr
