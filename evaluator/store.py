@@ -123,11 +123,26 @@ def swap_into_place(staging: Path, dest: Path) -> None:
 # --------------------------------------------------------------------------------------------- pool
 
 
+def pool_content_hash(path: Path, resolutions: list[int] | tuple[int, ...]) -> str:
+    """The pool's identity: sha256 over its manifest's and its arrays' bytes. Two copies of a pool on two
+    hosts have the same one exactly when they hold the same samples in the same order with the same pixels."""
+    parts = [f"manifest.jsonl:{file_sha256(path / 'manifest.jsonl')}"]
+    parts += [f"r{res}.npy:{file_sha256(path / 'arrays' / f'r{res}.npy')}" for res in sorted(resolutions)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 @dataclass
 class Pool:
     path: Path
     records: list[dict]
     resolutions: tuple[int, ...]
+    recorded_hash: str | None = None  # pool.json's `content_sha256`, written with the pool
+
+    @cached_property
+    def content_hash(self) -> str:
+        """`pool_content_hash`, as recorded when the pool was written (`delbench verify` re-computes it from
+        the bytes); computed here for a pool written before pools recorded it."""
+        return self.recorded_hash or pool_content_hash(self.path, self.resolutions)
 
     @property
     def size(self) -> int:
@@ -195,7 +210,12 @@ def open_pool(path: str | Path) -> Pool:
     records = read_manifest(path / "manifest.jsonl")
     if len(records) != meta["size"]:
         raise StoreError(f"{path}: manifest has {len(records)} records, pool.json says {meta['size']}")
-    return Pool(path=path, records=records, resolutions=tuple(meta["resolutions"]))
+    return Pool(
+        path=path,
+        records=records,
+        resolutions=tuple(meta["resolutions"]),
+        recorded_hash=meta.get("content_sha256"),
+    )
 
 
 class PoolWriter:
@@ -238,7 +258,8 @@ class PoolWriter:
         with open(self.staging / "manifest.jsonl", "w", encoding="utf-8") as f:
             for record in self.records:
                 f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        meta = {"format": POOL_FORMAT, "size": self.size, "resolutions": self.resolutions, **self.extra_meta}
+        meta = {"format": POOL_FORMAT, "size": self.size, "resolutions": self.resolutions, **self.extra_meta,
+                "content_sha256": pool_content_hash(self.staging, self.resolutions)}  # fmt: skip
         (self.staging / "pool.json").write_text(json.dumps(meta, indent=2) + "\n")
         swap_into_place(self.staging, self.dest)
         return open_pool(self.dest)

@@ -95,3 +95,13 @@ def test_verify_refuses_what_is_not_a_store(tmp_path, capsys):
     assert code == 1 and f"{tmp_path}: neither a pool" in err
     code, _, err = run(capsys, "verify", tmp_path / "absent")
     assert code == 1 and "no such folder" in err
+
+
+def test_pool_verify_finds_a_changed_pixel_by_the_recorded_content_hash(tmp_path, capsys):
+    _pool(tmp_path, capsys)
+    array = tmp_path / "pool" / "arrays" / "r32.npy"
+    data = bytearray(array.read_bytes())
+    data[-1] ^= 0x01  # one grey level in the last pixel: the same size, the file still loads
+    array.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", tmp_path / "pool", "--no-progress")
+    assert code == 1 and "but pool.json records" in out and "changed or damaged since it was written" in out

@@ -86,6 +86,7 @@ class StageContext:
     file_sha256: str
     selection_hash: str
     pool_dir: str
+    pool_hash: str | None  # the phase's record of the pool; this host's copy must match it
     tasks_dir: Path
     tier: str
     settings: object
@@ -314,6 +315,7 @@ def _context_fields(stage: EvaluationStage) -> dict:
         "file_sha256": submission.file_sha256,
         "selection_hash": submission.selection_hash,
         "pool_dir": phase.pool_dir,
+        "pool_hash": phase.pool_hash,
         "tasks_dir": phase.tasks_path,
         "tier": phase.tier,
     }

@@ -7,6 +7,7 @@ The evaluator (and torch) is imported inside the bodies: the module stays cheap 
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 
 from celery import shared_task
@@ -17,10 +18,23 @@ from app.services import pipeline
 from app.services.phases import pool_at
 from app.services.submissions import FINETUNE_PREFIX, STAGE_AGGREGATE, STAGE_PRETRAIN, STAGE_VALIDATE
 from evaluator.selection import ResolvedSelection, load_selection
-from evaluator.store import list_tasks
+from evaluator.store import Pool, list_tasks
 from evaluator.tier import load_tier
 from worker.runner import NotReady, StageContext, run_stage
 from worker.runtime import runtime
+
+
+def _pool(ctx: StageContext) -> Pool:
+    """This host's copy of the phase's pool, refused unless it is the very pool the phase was set up with:
+    each worker host keeps its own copy, and a stale or damaged one must not produce a result."""
+    pool = pool_at(ctx.pool_dir)
+    if ctx.pool_hash and pool.content_hash != ctx.pool_hash:
+        raise ValueError(
+            f"the pool at {ctx.pool_dir} on worker host {socket.gethostname()} is not the phase's pool (content "
+            f"hash {pool.content_hash[:12]}, the phase's {ctx.pool_hash[:12]}): give this host a copy of the "
+            "phase's pool, then re-run the submission"
+        )
+    return pool
 
 
 def _selection(ctx: StageContext) -> ResolvedSelection:
@@ -30,7 +44,7 @@ def _selection(ctx: StageContext) -> ResolvedSelection:
             f"stored selection file of submission {ctx.submission_id} does not match its sha256: refusing to "
             "evaluate it"
         )
-    selection = load_selection(data, pool_at(ctx.pool_dir).index_of)
+    selection = load_selection(data, _pool(ctx).index_of)
     if selection.selection_hash != ctx.selection_hash:
         raise ValueError(
             "the selection resolves differently against the pool than at upload (was the pool changed?)"
@@ -54,7 +68,7 @@ def _pretrain(ctx: StageContext) -> dict:
 
     selection, tier = _selection(ctx), load_tier(ctx.tier)
     result = pretrain_encoder(
-        pool=pool_at(ctx.pool_dir),
+        pool=_pool(ctx),
         selection=selection,
         tier=tier,
         seed=ctx.seed,
@@ -75,6 +89,7 @@ def _pretrain(ctx: StageContext) -> dict:
 def _finetune(ctx: StageContext) -> dict:
     from evaluator.protocol import fetch_encoder, finetune_task
 
+    _pool(ctx)
     pretrained = _stage_detail(ctx, STAGE_PRETRAIN)
     tier = load_tier(ctx.tier)
     encoder_path = Path(pretrained["encoder_path"])

@@ -51,6 +51,8 @@ class Phase(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     pool_dir: Mapped[str] = mapped_column(String(500))
+    # the pool's content hash when the phase was set up: each worker host checks its copy against it
+    pool_hash: Mapped[str | None] = mapped_column(String(64))
     tasks_dir: Mapped[str | None] = mapped_column(String(500))  # None: POOL/tasks
     tier: Mapped[str] = mapped_column(String(500))  # a tier name (`synth-tiny`) or the path of a tier file
     seeds: Mapped[int] = mapped_column(

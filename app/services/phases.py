@@ -90,7 +90,7 @@ def update_phase(*, session: Session, phase: Phase, changes: dict) -> dict:
         if old != value:
             diff[name] = [_plain(old), _plain(value)]
             setattr(phase, name, value)
-    if {"pool_dir", "tasks_dir", "tier"} & set(diff):
+    if {"pool_dir", "tasks_dir", "tier"} & set(changes):  # given again unchanged: the pool's hash is re-read
         check_phase(phase)
     session.flush()
     return diff
@@ -101,9 +101,10 @@ def _plain(value):
 
 
 def check_phase(phase: Phase) -> None:
-    """Its pool, tasks and tier must load; raises ApiError(422, "phase_config") naming what does not."""
+    """Its pool, tasks and tier must load; raises ApiError(422, "phase_config") naming what does not. Records
+    the pool's content hash, which every worker host checks its own copy against."""
     try:
-        pool_for(phase)
+        phase.pool_hash = pool_for(phase).content_hash
         list_tasks(phase.tasks_path)
         tier_for(phase)
     except (ValueError, OSError) as exc:  # StoreError and tier errors are ValueErrors

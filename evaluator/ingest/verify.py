@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluator.ingest import IngestError
-from evaluator.store import TASK_NAMES, StoreError, list_tasks, open_pool, open_task
+from evaluator.store import TASK_NAMES, StoreError, list_tasks, open_pool, open_task, pool_content_hash
 
 
 @dataclass
@@ -99,6 +99,13 @@ def verify_pool(
             report.arrays_checked += 1
         except StoreError as exc:
             report.problems.append(str(exc))
+    if pool.recorded_hash and not report.problems:
+        actual = pool_content_hash(path, pool.resolutions)
+        if actual != pool.recorded_hash:
+            report.problems.append(
+                f"{path}: its manifest and arrays hash to {actual[:12]}, but pool.json records "
+                f"{pool.recorded_hash[:12]} (changed or damaged since it was written)"
+            )
     duplicates = [sample_id for sample_id, n in Counter(pool.ids).items() if n > 1]
     if duplicates:
         report.problems.append(

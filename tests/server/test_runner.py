@@ -126,3 +126,28 @@ def test_the_validate_task_retries_an_unreachable_database_too(worker_app, monke
         task_retry.disconnect(count)
     assert retried == [0]  # retried once (the setting), then the error ends the task
     assert result.state == "FAILURE" and isinstance(result.result, OperationalError)
+
+
+def test_a_host_whose_pool_copy_is_not_the_phases_refuses_to_run(worker_app, stack, submission_id, pool_dir):
+    """Each worker host has its own copy of the pool; the phase recorded the pool's content hash when it was
+    set up, and a copy that differs (here: the phase's record of another pool) fails the stage clearly."""
+    from app.models import Phase
+    from evaluator.store import open_pool
+    from worker.tasks import _validate
+
+    with stack.session() as session:
+        phase = session.get(Submission, submission_id).phase
+        assert phase.pool_hash == open_pool(pool_dir).content_hash  # recorded by create_phase
+        session.query(Phase).filter_by(id=phase.id).update({"pool_hash": "0" * 64})
+        session.commit()
+
+    @worker_app.task(bind=True, name="test.validate-pool")
+    def task(self):
+        return run_stage(self, submission_id=submission_id, seed=0, name="validate", body=_validate, advance=False)
+
+    assert task.apply().get() is None
+    with stack.session() as session:
+        sub = session.get(Submission, submission_id)
+        assert sub.status == SubmissionStatus.failed
+        assert f"the pool at {pool_dir}" in sub.error and "is not the phase's pool" in sub.error
+        assert "the phase's 000000000000" in sub.error
