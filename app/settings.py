@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     progress_interval: float = 1.0  # at most one progress write per task per this many seconds
     log_tail_lines: int = 80
     device: str | None = None  # torch device for workers ("cuda", "cpu"); default: the evaluator's choice
+    # A worker's pretraining over this many local processes (torchrun, one GPU each; gloo on CPU); the same
+    # protocol whatever the number. pretrain_devices: their CUDA_VISIBLE_DEVICES, e.g. "0,1,2,3".
+    pretrain_processes: int = Field(default=1, ge=1)
+    pretrain_devices: str | None = None
     # Rate limits (the `limits` library's notation). Failed logins and bad tokens count per client address;
     # uploads per team. Kept in the broker's Redis when the broker is Redis, in memory otherwise (the demo).
     rate_limit_failed_auth: str = "20/minute"

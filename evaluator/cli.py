@@ -188,6 +188,9 @@ def cmd_pretrain(argv: list[str]) -> int:
         "--cache", type=Path, help="encoder cache (default $DELBENCH_CACHE or ~/.cache/delbench)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--progress-file", type=Path, help="the main rank also keeps its progress in this JSON file"
+    )
     args = parser.parse_args(argv)
 
     from evaluator.selection import SelectionError, load_selection
@@ -206,14 +209,23 @@ def cmd_pretrain(argv: list[str]) -> int:
         raise SystemExit(str(exc)) from None
 
     from evaluator import distributed
+    from evaluator.progress import ProgressFile
     from evaluator.protocol import pretrain_encoder
 
     ranks = distributed.from_environment()
     progress = StageProgress(enabled=not args.quiet and ranks.is_main)
+    report = progress
+    if args.progress_file and ranks.is_main:
+        watched = ProgressFile(args.progress_file)
+
+        def report(stage: str, done: int, total: int) -> None:
+            progress(stage, done, total)
+            watched(stage, done, total)
+
     try:
         result = pretrain_encoder(
             pool=pool, selection=selection, tier=tier, seed=tier.seed if args.seed is None else args.seed,
-            cache_dir=args.cache or default_cache_dir(), progress=progress,
+            cache_dir=args.cache or default_cache_dir(), progress=report,
             device=distributed.device_for(ranks), ranks=ranks,
         )  # fmt: skip
     except (StoreError, ValueError) as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from evaluator.artifacts import ArtifactStore
-from evaluator.distributed import SINGLE, Ranks
+from evaluator.distributed import SINGLE, Ranks, RanksFailed, launch_pretrain
 from evaluator.finetune import finetune
 from evaluator.mae import ViTEncoder, build_encoder
 from evaluator.metrics import normdel
@@ -74,6 +74,8 @@ def pretrain_encoder(
     device: str | torch.device | None = None,
     ranks: Ranks = SINGLE,
     store: ArtifactStore | None = None,
+    processes: int = 1,
+    devices: str | None = None,
 ) -> PretrainResult:
     """Pretrain on the selection, or reuse the encoder cached for (selection hash, tier hash, seed).
 
@@ -81,7 +83,8 @@ def pretrain_encoder(
     data-parallel pretraining, evaluator.distributed) the cache folder is the ranks' common one: the main
     rank writes checkpoints and the encoder, and every rank returns once the encoder is there. With an
     artifact `store`, an encoder another host pretrained is fetched rather than pretrained again, and a new
-    one is put there for the others.
+    one is put there for the others. `processes` > 1 (from a single process, e.g. a worker) launches that
+    many local ranks with torchrun (`launch_pretrain`; `devices`: their CUDA_VISIBLE_DEVICES) instead.
     """
     started = time.perf_counter()
     entry = Path(cache_dir) / "encoders" / encoder_cache_key(selection.selection_hash, tier, seed)
@@ -95,6 +98,17 @@ def pretrain_encoder(
             progress("pretrain", tier.pretrain.steps, tier.pretrain.steps)
         return PretrainResult(
             encoder_path, True, [tuple(p) for p in saved["loss_curve"]], time.perf_counter() - started
+        )
+    if processes > 1:
+        launch_pretrain(pool_dir=pool.path, ids=[pool.ids[i] for i in selection.indices],
+                        tier_config=tier.to_dict(), seed=seed, cache_dir=Path(cache_dir), processes=processes,
+                        devices=devices, progress=progress)  # fmt: skip
+        saved = _cached_encoder(encoder_path, tier)
+        if saved is None:
+            raise RanksFailed(f"the {processes} ranks ended without writing {encoder_path}")
+        _publish(store, encoder_path, key)
+        return PretrainResult(
+            encoder_path, False, [tuple(p) for p in saved["loss_curve"]], time.perf_counter() - started
         )
     work = entry / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -123,12 +137,16 @@ def pretrain_encoder(
     }
     save_torch_atomic(state, encoder_path)
     _digest_path(encoder_path).write_text(file_sha256(encoder_path) + "\n")  # a digest names a whole file
-    if store is not None:  # the digest first: an encoder in the store always has its digest beside it
-        store.put(_digest_path(encoder_path), key + ".sha256")
-        store.put(encoder_path, key)
+    _publish(store, encoder_path, key)
     shutil.rmtree(work, ignore_errors=True)
     ranks.barrier()
     return PretrainResult(encoder_path, False, curve, time.perf_counter() - started)
+
+
+def _publish(store: ArtifactStore | None, encoder_path: Path, key: str) -> None:
+    if store is not None:  # the digest first: an encoder in the store always has its digest beside it
+        store.put(_digest_path(encoder_path), key + ".sha256")
+        store.put(encoder_path, key)
 
 
 def _digest_path(encoder_path: Path) -> Path:

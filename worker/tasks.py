@@ -76,6 +76,8 @@ def _pretrain(ctx: StageContext) -> dict:
         progress=ctx.progress,
         device=ctx.settings.device,
         store=runtime().store,
+        processes=ctx.settings.pretrain_processes,
+        devices=ctx.settings.pretrain_devices,
     )
     return {
         "encoder_path": str(result.encoder_path),
