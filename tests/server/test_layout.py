@@ -131,3 +131,20 @@ def test_production_settings_refuse_unsafe_defaults():
     Settings(
         environment="production", admin_token="x" * 40, database_url="postgresql+psycopg://x@db/delbench"
     )
+
+
+def test_the_worker_host_compose_file_runs_one_worker_per_gpu_pretraining_over_all():
+    yaml = pytest.importorskip("yaml")
+    from app.settings import Settings
+
+    compose = yaml.safe_load((REPO / "docker-compose.worker-host.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"gpu0", "gpu1", "gpu2", "gpu3"}  # no API, database or broker of its own
+    for i, (name, service) in enumerate(sorted(services.items())):
+        env = service["environment"]
+        settings = [k for k in env if k.startswith("DELBENCH_")]
+        assert all(k.removeprefix("DELBENCH_").lower() in Settings.model_fields for k in settings), settings
+        assert env["CUDA_VISIBLE_DEVICES"] == str(i)  # its finetunes on its own GPU
+        assert env["DELBENCH_PRETRAIN_PROCESSES"] == "4" and env["DELBENCH_PRETRAIN_DEVICES"] == "0,1,2,3"
+        assert service["command"][:2] == ["delbench", "worker"] and f"{name}@" in service["command"][-1]
+        assert service["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0", "1", "2", "3"]
