@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AliasPath, BaseModel, Field, field_validator
 
 from app.models import DuplicatePolicy, Visibility
 from app.models.teams import TEAM_NAME_MAX, TEAM_NAME_PATTERN
-from app.schemas import SubmissionOut
+from app.schemas import FromRow, SubmissionOut, computed
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -42,12 +42,17 @@ class BenchmarkEdit(Reason):
     description: str | None = None
 
 
-class BenchmarkOut(BaseModel):
+class BenchmarkOut(FromRow):
     slug: str
     name: str
     description: str
     phases: list[str]
     created_at: datetime
+
+    @field_validator("phases", mode="before")
+    @classmethod
+    def _slugs(cls, phases: list) -> list:
+        return [getattr(p, "slug", p) for p in phases]
 
 
 class PhaseFields(BaseModel):
@@ -88,9 +93,9 @@ class PhaseEdit(PhaseFields, Reason):
     """Only the fields sent change; send `null` for a quota or date to remove it."""
 
 
-class AdminPhaseOut(BaseModel):
+class AdminPhaseOut(FromRow):
     slug: str
-    benchmark: str
+    benchmark: str = Field(validation_alias=AliasPath("benchmark", "slug"))
     name: str
     description: str
     pool_dir: str
@@ -104,8 +109,10 @@ class AdminPhaseOut(BaseModel):
     results_visibility: str
     published: bool
     duplicates: str
-    submissions: int
-    warnings: list[str] = Field(default=[], description="what about the phase is likely a mistake")
+    submissions: int = computed(0)
+    warnings: list[str] = Field(
+        default=[], validation_alias="__computed__", description="what about the phase is likely a mistake"
+    )
 
 
 class Changed(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 
 class ErrorDetail(BaseModel):
@@ -35,7 +35,21 @@ class Accepted(BaseModel):
     warnings: list[str] = []
 
 
-class StageOut(BaseModel):
+class FromRow(BaseModel):
+    """A response read off a database row by attribute (`Schema.model_validate(row)`); a relation's field
+    names its path (`AliasPath("phase", "slug")`). What the row does not hold, the route fills in
+    (`model_copy(update=...)`): those fields are `computed()`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+def computed(default=None):
+    """A field the route computes: its validation alias names nothing a row has, so reading a row leaves the
+    default (a row's attribute of the same name, such as `Phase.is_open`, a method, is not read)."""
+    return Field(default=default, validation_alias="__computed__")
+
+
+class StageOut(FromRow):
     name: str
     seed: int
     status: str
@@ -62,10 +76,10 @@ class Scores(BaseModel):
     datasets: dict[str, DatasetScore]
 
 
-class SubmissionOut(BaseModel):
+class SubmissionOut(FromRow):
     id: int
-    phase: str
-    team: str
+    phase: str = Field(validation_alias=AliasPath("phase", "slug"))
+    team: str = Field(validation_alias=AliasPath("team", "name"))
     method: str
     description: str
     code_url: str | None
@@ -73,12 +87,12 @@ class SubmissionOut(BaseModel):
     status: str
     current_stage: str | None
     progress: float
-    eta_seconds: float | None  # until it finishes: from the queue while it waits, then from its own progress
+    eta_seconds: float | None = computed()  # until it ends: from the queue while it waits, then its progress
     # while it waits for a GPU worker (first come, first served): its place (1 = next), how many
     # unfinished submissions are before it, and when it should start; null once it has started
-    queue_position: int | None = None
-    queue_ahead: int | None = None
-    starts_in_seconds: float | None = None
+    queue_position: int | None = computed()
+    queue_ahead: int | None = computed()
+    starts_in_seconds: float | None = computed()
     n: int
     pool_size: int
     retained_fraction: float
@@ -95,7 +109,7 @@ class SubmissionOut(BaseModel):
     finished_at: datetime | None
     error: str | None
     log_tail: str | None
-    results: Scores | None
+    results: Scores | None = computed()
     stages: list[StageOut]
 
 
@@ -127,18 +141,18 @@ class Leaderboard(BaseModel):
     rows: list[LeaderboardRow]
 
 
-class PhaseOut(BaseModel):
+class PhaseOut(FromRow):
     slug: str
     name: str
-    benchmark: str
+    benchmark: str = Field(validation_alias=AliasPath("benchmark", "slug"))
     description: str
     tier: str
     seeds: int
-    pool_size: int
+    pool_size: int = computed(0)
     quota_per_day: int | None
     quota_total: int | None
     opens_at: datetime | None
     closes_at: datetime | None
-    is_open: bool
+    is_open: bool = computed(False)
     results_visibility: str
     published: bool

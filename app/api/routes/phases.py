@@ -27,21 +27,8 @@ router = APIRouter(prefix="/phases", tags=["phases"])
 
 
 def phase_out(phase: Phase) -> PhaseOut:
-    return PhaseOut(
-        slug=phase.slug,
-        name=phase.name,
-        benchmark=phase.benchmark.slug,
-        description=phase.description,
-        tier=phase.tier,
-        seeds=phase.seeds,
-        pool_size=phase_pool_size(phase),
-        quota_per_day=phase.quota_per_day,
-        quota_total=phase.quota_total,
-        opens_at=phase.opens_at,
-        closes_at=phase.closes_at,
-        is_open=phase.is_open(utcnow()),
-        results_visibility=phase.results_visibility.value,
-        published=phase.published,
+    return PhaseOut.model_validate(phase).model_copy(
+        update={"pool_size": phase_pool_size(phase), "is_open": phase.is_open(utcnow())}
     )
 
 

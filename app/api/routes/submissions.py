@@ -11,7 +11,7 @@ from app.api.deps import CeleryDep, CurrentTeam, QueueDep, SessionDep, SettingsD
 from app.errors import ApiError
 from app.models import DuplicatePolicy, Submission, Team
 from app.models.submissions import IDEMPOTENCY_KEY_MAX
-from app.schemas import Accepted, CancelRequest, ErrorBody, StageOut, SubmissionOut
+from app.schemas import Accepted, CancelRequest, ErrorBody, SubmissionOut
 from app.services import moderation
 from app.services.dispatch import dispatch_next
 from app.services.leaderboard import scores, submission_visible
@@ -178,54 +178,32 @@ def list_submissions(
     ]
 
 
-def submission_out(s: Submission, queue: QueueView, *, viewer: Team | None = None) -> SubmissionOut:
+def submission_out(
+    s: Submission,
+    queue: QueueView,
+    *,
+    viewer: Team | None = None,
+    schema: type[SubmissionOut] = SubmissionOut,
+) -> SubmissionOut:
     """`viewer`: someone outside the submission's team reading a public entry, who is not shown its errors
-    and logs (server paths, other teams' data)."""
+    and logs (server paths, other teams' data). `schema`: SubmissionOut or a subclass with more of the row."""
     standing = queue.standing(s)
     private = viewer is not None and not viewer.is_admin and viewer.id != s.team_id
-    return SubmissionOut(
-        id=s.id,
-        phase=s.phase.slug,
-        team=s.team.name,
-        method=s.method,
-        description=s.description,
-        code_url=s.code_url,
-        paper_url=s.paper_url,
-        status=s.status.value,
-        current_stage=s.current_stage,
-        progress=s.progress,
-        eta_seconds=standing.eta_seconds,
-        queue_position=standing.position,
-        queue_ahead=standing.ahead,
-        starts_in_seconds=standing.starts_in_seconds,
-        n=s.n,
-        pool_size=s.pool_size,
-        retained_fraction=s.retained_fraction,
-        selection_hash=s.selection_hash,
-        file_sha256=s.file_sha256,
-        is_baseline=s.is_baseline,
-        allow_selection_download=s.allow_selection_download,
-        hidden=s.hidden,
-        disqualified=s.disqualified,
-        moderation_reason=s.moderation_reason,
-        created_at=s.created_at,
-        started_at=s.started_at,
-        finished_at=s.finished_at,
-        error=None if private else s.error,
-        log_tail=None if private else s.log_tail,
-        results=scores(s.results) if s.status.value == "succeeded" else None,
-        stages=[
-            StageOut(
-                name=st.name,
-                seed=st.seed,
-                status=st.status.value,
-                progress=st.progress,
-                attempts=st.attempts,
-                started_at=st.started_at,
-                finished_at=st.finished_at,
-                seconds=st.seconds,
-                log_tail=st.log_tail if st.status.value == "failed" and not private else None,
-            )
-            for st in s.stages
-        ],
+    out = schema.model_validate(s)
+    return out.model_copy(
+        update={
+            "eta_seconds": standing.eta_seconds,
+            "queue_position": standing.position,
+            "queue_ahead": standing.ahead,
+            "starts_in_seconds": standing.starts_in_seconds,
+            "error": None if private else s.error,
+            "log_tail": None if private else s.log_tail,
+            "results": scores(s.results) if s.status.value == "succeeded" else None,
+            "stages": [  # a stage's log only where it failed, and only for its team
+                st.model_copy(
+                    update={"log_tail": st.log_tail if st.status == "failed" and not private else None}
+                )
+                for st in out.stages
+            ],
+        }
     )

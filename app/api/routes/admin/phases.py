@@ -43,21 +43,12 @@ def commit(session: Session, what: str) -> None:
 
 
 def benchmark_out(b: Benchmark) -> BenchmarkOut:
-    return BenchmarkOut(
-        slug=b.slug, name=b.name, description=b.description, phases=[p.slug for p in b.phases],
-        created_at=b.created_at,
-    )  # fmt: skip
+    return BenchmarkOut.model_validate(b)
 
 
 def admin_phase_out(session: Session, p: Phase) -> AdminPhaseOut:
     count = session.scalar(select(func.count()).select_from(Submission).where(Submission.phase_id == p.id))
-    return AdminPhaseOut(
-        slug=p.slug, benchmark=p.benchmark.slug, name=p.name, description=p.description, pool_dir=p.pool_dir,
-        tasks_dir=p.tasks_dir, tier=p.tier, seeds=p.seeds, quota_per_day=p.quota_per_day,
-        quota_total=p.quota_total, opens_at=p.opens_at, closes_at=p.closes_at,
-        results_visibility=p.results_visibility.value, published=p.published, duplicates=p.duplicates.value,
-        submissions=count,
-    )  # fmt: skip
+    return AdminPhaseOut.model_validate(p).model_copy(update={"submissions": count})
 
 
 @router.get("/benchmarks", response_model=list[BenchmarkOut])

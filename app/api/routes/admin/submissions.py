@@ -17,9 +17,7 @@ router = APIRouter(prefix="/submissions")
 
 
 def admin_out(s: Submission, queue: QueueView) -> AdminSubmissionOut:
-    return AdminSubmissionOut(
-        **submission_out(s, queue).model_dump(), file_path=s.file_path, dispatched_at=s.dispatched_at
-    )
+    return submission_out(s, queue, schema=AdminSubmissionOut)
 
 
 @router.get("", response_model=list[AdminSubmissionOut])
