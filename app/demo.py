@@ -35,7 +35,7 @@ def _env(data: Path) -> dict[str, str]:
 
 
 # Reference rows registered when the demo phase is created, so the board is not empty: the two ends of
-# the R axis. Each costs one evaluation (under 3 minutes at synth-tiny on 2 CPU cores), queued before any
+# the R axis. Each costs one evaluation (about 3 minutes at synth-tiny on 2 CPU cores), queued before any
 # participant's submission; `--no-baselines` skips them.
 DEMO_BASELINES = (("random 5%", 0.05), ("full pool", 1.0))
 

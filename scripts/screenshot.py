@@ -4,7 +4,7 @@ Starts `delbench demo` in a scratch folder (which queues the baseline rows), wai
 board, then photographs the page with headless Chromium (Debian's /usr/bin/chromium via Playwright).
 Re-run it after a change to the page:
 
-    .venv/bin/python scripts/screenshot.py                    # synth-tiny: about 6 min on 2 CPU cores
+    .venv/bin/python scripts/screenshot.py                    # synth-tiny: two evaluations, several minutes on 2 CPU cores
     .venv/bin/python scripts/screenshot.py --tier tests/tiers/micro.json --pool-size 480   # seconds, toy numbers
 """
 

@@ -70,6 +70,8 @@ def test_an_image_without_git_records_the_code_version_it_was_built_with():
 def test_a_runtime_error_is_one_line_with_one_prefix_and_exit_1(tmp_path):
     out = run_cli("evaluate", "--pool", str(tmp_path / "nowhere"), "--no-pretrain")
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith("delbench evaluate: error: ")
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith(
+        "delbench evaluate: error: "
+    )
     usage = run_cli("evaluate", "--pool", str(tmp_path), "--no-pretrain", "--ids", "x.txt")
     assert usage.returncode == 2 and "give exactly one of --ids FILE or --no-pretrain" in usage.stderr

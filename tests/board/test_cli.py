@@ -87,13 +87,16 @@ def test_follow_shows_the_servers_place_and_eta(stack, pool_dir, pool_ids, tmp_p
     ids.write_text("\n".join(pool_ids[:96]) + "\n")
     port = free_port()
     env = {"DELBENCH_SERVER": f"http://127.0.0.1:{port}", "DELBENCH_TOKEN": seeded.token}
-    api = start_server(stack.env, port, tmp_path)
+    # the test's one heartbeat must stay "alive" while a loaded machine starts the CLI (3 beats of 60 s)
+    api = start_server({**stack.env, "DELBENCH_RECONCILE_SECONDS": "60"}, port, tmp_path)
     err = tmp_path / "follow.err"
     try:
         with err.open("w") as stderr:
             follow = subprocess.Popen(
                 delbench_cmd("submit", str(ids), "--phase", "dev", "--poll", "0.3"),
                 cwd=REPO, env=child_env(env), stdout=subprocess.PIPE, stderr=stderr, text=True,
+                # a suite started in the background inherits SIGINT ignored, and so would the CLI
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )  # fmt: skip
             deadline = time.monotonic() + 120  # generous: a loaded machine starts the CLI slowly
             while (

@@ -147,4 +147,9 @@ def test_the_worker_host_compose_file_runs_one_worker_per_gpu_pretraining_over_a
         assert env["CUDA_VISIBLE_DEVICES"] == str(i)  # its finetunes on its own GPU
         assert env["DELBENCH_PRETRAIN_PROCESSES"] == "4" and env["DELBENCH_PRETRAIN_DEVICES"] == "0,1,2,3"
         assert service["command"][:2] == ["delbench", "worker"] and f"{name}@" in service["command"][-1]
-        assert service["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["0", "1", "2", "3"]
+        assert service["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == [
+            "0",
+            "1",
+            "2",
+            "3",
+        ]

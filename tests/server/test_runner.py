@@ -79,10 +79,11 @@ def test_other_errors_fail_the_submission_with_the_log_tail(worker_app, stack, s
         assert sub.status == SubmissionStatus.failed
         assert sub.error == "validate: ValueError: pool and selection disagree"
         # the evaluator's module logger reaches the tail, with the submission, stage and seed on the line
-        assert f"INFO evaluator.test [submission {submission_id} validate (seed 0)]: loaded 96 IDs" in sub.log_tail
-        assert sub.log_tail.endswith(
-            "ValueError: pool and selection disagree"
+        assert (
+            f"INFO evaluator.test [submission {submission_id} validate (seed 0)]: loaded 96 IDs"
+            in sub.log_tail
         )
+        assert sub.log_tail.endswith("ValueError: pool and selection disagree")
         assert sub.stages[0].status == StageStatus.failed and sub.stages[0].log_tail == sub.log_tail
 
 
@@ -143,7 +144,9 @@ def test_a_host_whose_pool_copy_is_not_the_phases_refuses_to_run(worker_app, sta
 
     @worker_app.task(bind=True, name="test.validate-pool")
     def task(self):
-        return run_stage(self, submission_id=submission_id, seed=0, name="validate", body=_validate, advance=False)
+        return run_stage(
+            self, submission_id=submission_id, seed=0, name="validate", body=_validate, advance=False
+        )
 
     assert task.apply().get() is None
     with stack.session() as session:

@@ -134,7 +134,9 @@ def test_withdrawing_a_submission_stops_its_ranks(stack, pool_dir, pool_ids, tmp
             return [pid for pid in descendants(worker.popen.pid) if "RANK=" in _environ(pid)]
 
         wait_until(lambda: len(ranks()) == 2, timeout=240, what="two ranks", proc_logs=[api, worker])
-        r = httpx.post(f"{base}/api/v1/submissions/{sid}/cancel", headers=headers, json={"reason": "wrong file"})
+        r = httpx.post(
+            f"{base}/api/v1/submissions/{sid}/cancel", headers=headers, json={"reason": "wrong file"}
+        )
         assert r.status_code == 200, r.text
         wait_until(lambda: not ranks(), timeout=90, what="the ranks to stop", proc_logs=[api, worker])
         assert worker.alive()
