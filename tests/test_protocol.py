@@ -232,3 +232,83 @@ def test_layer_decay_is_what_the_readme_says():
         tier = load_tier(name)
         assert f"| {tier.finetune.layer_decay:g} |" in rows[name], (name, rows.get(name))
         assert f"| {tier.finetune.steps:,} |" in rows[name], (name, rows.get(name))
+
+
+def test_resumed_loss_curve_is_the_uninterrupted_one_when_windows_straddle_checkpoints(small_pool, tmp_path):
+    """The curve's windows (3 steps) and the checkpoints (every 4) do not line up: the window in progress is
+    part of the checkpoint, so the resumed curve is exactly the uninterrupted one."""
+    from evaluator.pretrain import pretrain
+
+    tier = load_tier(MICRO_TIER)
+    images, indices = open_pool(small_pool).images(tier.resolution), np.arange(100)
+
+    run = dict(images=images, indices=indices, tier=tier, seed=0, device=torch.device("cpu"), log_every=3)
+    for name in ("resumed", "straight"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(Interrupted):
+        pretrain(**run, work_dir=tmp_path / "resumed", progress=stop_after_step_10)
+    _, resumed = pretrain(**run, work_dir=tmp_path / "resumed")
+    _, straight = pretrain(**run, work_dir=tmp_path / "straight")
+    assert resumed == straight and len(straight) == 6
+
+
+def test_unloadable_checkpoint_and_cached_encoder_are_discarded_and_redone(
+    small_pool, small_pool_ids, tmp_path
+):
+    tier = load_tier(MICRO_TIER)
+    pool, selection = open_pool(small_pool), select(small_pool, small_pool_ids[:100])
+    run = dict(pool=pool, selection=selection, tier=tier, seed=0, device="cpu")
+    straight = pretrain_encoder(**run, cache_dir=tmp_path / "straight")
+    reference = load_encoder(straight.encoder_path, tier).state_dict()
+
+    # a checkpoint cut short (a full disk, a kill mid-write) is discarded: the stage starts over
+    with pytest.raises(Interrupted):
+        pretrain_encoder(**run, cache_dir=tmp_path / "cut", progress=stop_after_step_10)
+    (checkpoint,) = (tmp_path / "cut").rglob("checkpoint.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    redone = pretrain_encoder(**run, cache_dir=tmp_path / "cut")
+    assert not redone.cache_hit and redone.loss_curve == straight.loss_curve
+    got = load_encoder(redone.encoder_path, tier).state_dict()
+    assert all(torch.equal(got[k], reference[k]) for k in reference)
+
+    # a cached encoder cut short, or changed after it was written, is discarded and pretrained again
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b[:-8] + bytes(8)):
+        path = redone.encoder_path
+        path.write_bytes(damage(path.read_bytes()))
+        again = pretrain_encoder(**run, cache_dir=tmp_path / "cut")
+        assert not again.cache_hit and again.loss_curve == straight.loss_curve
+        assert pretrain_encoder(**run, cache_dir=tmp_path / "cut").cache_hit
+
+
+def test_a_frozen_encoder_finetune_trains_the_head_only(small_pool, tmp_path):
+    """freeze_encoder: the encoder's weights come out of the finetune exactly as they went in; without it
+    they change."""
+    from evaluator.finetune import finetune
+
+    task = open_task(Path(small_pool) / "tasks" / TASK_NAMES[0], load_tier(MICRO_TIER).resolution)
+    for frozen in (True, False):
+        tier = derive_tier(MICRO_TIER, finetune={"freeze_encoder": frozen, "steps": 3})
+        encoder = load_encoder(None, tier, seed=0)
+        before = {k: v.clone() for k, v in encoder.state_dict().items()}
+        result = finetune(encoder=encoder, task=task, tier=tier, seed=0, device=torch.device("cpu"))
+        unchanged = all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+        assert unchanged == frozen and 0.0 <= result["miou"] <= 1.0
+
+
+def test_a_tiers_hash_is_that_of_its_normalised_config():
+    """Reloading a tier, writing a default out explicitly or rewording its description keeps its hash;
+    changing a setting does not."""
+    from evaluator.tier import available_tiers
+
+    for name in available_tiers():
+        tier = load_tier(name)
+        assert Tier.from_dict(tier.to_dict()).hash == tier.hash, name
+        raw = json.loads((Path(__file__).parents[1] / "evaluator" / "tiers" / f"{name}.json").read_text())
+        explicit = copy.deepcopy(raw)
+        explicit["finetune"].setdefault("layer_decay", 1.0)
+        explicit.setdefault("compile", False)
+        explicit["description"] = "reworded"
+        assert Tier.from_dict(explicit).hash == tier.hash, name
+        changed = copy.deepcopy(raw)
+        changed["finetune"]["steps"] += 1
+        assert Tier.from_dict(changed).hash != tier.hash, name
