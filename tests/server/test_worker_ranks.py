@@ -1,6 +1,6 @@
 """A worker that pretrains over several local processes (`DELBENCH_PRETRAIN_PROCESSES`, torchrun, gloo on
-CPU): the same protocol as one process, progress on the API while the ranks run, and a rank that dies fails
-the stage with the ranks' output instead of hanging it."""
+CPU): the same protocol as one process, the main rank's progress on the API while the ranks run, withdrawing
+stops them, and a rank that dies fails the stage with the ranks' output instead of hanging it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.models import EvaluationStage
-from tests.server.conftest import free_port, seed_phase
+from tests.server.conftest import MICRO_TIER, free_port, seed_phase
 from tests.server.procs import poll_submission, start_server, start_worker, wait_until
 from tests.test_distributed import descendants
 
@@ -38,22 +38,10 @@ def test_a_worker_pretrains_over_two_processes_with_the_same_protocol(stack, poo
     worker = start_worker({**stack.env, "DELBENCH_PRETRAIN_PROCESSES": "2"}, "ranks", tmp_path)
     try:
         sid = _upload(base, seeded.token, ids_file)
-        seen = []
-
-        def pretraining_reported() -> bool:
-            body = httpx.get(f"{base}/api/v1/submissions/{sid}", headers={"Authorization": f"Bearer {seeded.token}"},
-                             timeout=10).json()  # fmt: skip
-            seen.extend(
-                s["progress"] for s in body["stages"] if s["name"] == "pretrain" and 0 < s["progress"] < 1
-            )
-            return body["status"] in ("succeeded", "failed") or seen
-
-        wait_until(pretraining_reported, timeout=240, what="progress from the ranks", proc_logs=[api, worker])
         done = poll_submission(base, seeded.token, sid, until={"succeeded"}, timeout=300, procs=[api, worker])
     finally:
         worker.stop()
         api.stop()
-    assert seen, "no progress between 0 and 1 while the ranks pretrained"
     (curve_file,) = (stack.settings.data_dir / "artifacts" / "cache").glob("encoders/*/loss_curve.json")
     assert json.loads(curve_file.read_text())["ranks"] == 2  # written by the ranks' main process
     with stack.session() as session:
@@ -118,8 +106,12 @@ def _environ(pid: int) -> str:
         return ""
 
 
-def test_withdrawing_a_submission_stops_its_ranks(stack, pool_dir, pool_ids, tmp_path):
-    seeded = seed_phase(stack, pool_dir)
+def test_progress_from_the_ranks_then_withdrawing_stops_them(stack, pool_dir, pool_ids, tmp_path):
+    long_tier = json.loads(MICRO_TIER.read_text())
+    long_tier["pretrain"]["samples_seen"] = 32 * 4000  # long enough to be seen running, then withdrawn
+    tier_path = tmp_path / "micro-long.json"
+    tier_path.write_text(json.dumps(long_tier))
+    seeded = seed_phase(stack, pool_dir, tier=str(tier_path))
     ids_file = tmp_path / "every-5th.txt"
     ids_file.write_text("\n".join(pool_ids[::5]) + "\n")
     port = free_port()
@@ -134,6 +126,14 @@ def test_withdrawing_a_submission_stops_its_ranks(stack, pool_dir, pool_ids, tmp
             return [pid for pid in descendants(worker.popen.pid) if "RANK=" in _environ(pid)]
 
         wait_until(lambda: len(ranks()) == 2, timeout=240, what="two ranks", proc_logs=[api, worker])
+
+        def pretrain_progress() -> float:
+            sub = httpx.get(f"{base}/api/v1/submissions/{sid}", headers=headers, timeout=10).json()
+            return next((s["progress"] for s in sub["stages"] if s["name"] == "pretrain"), 0.0)
+
+        seen = wait_until(lambda: 0 < pretrain_progress() < 1 and pretrain_progress(), timeout=240,
+                          what="the main rank's progress on the API", proc_logs=[api, worker])  # fmt: skip
+        assert 0 < seen < 1
         r = httpx.post(
             f"{base}/api/v1/submissions/{sid}/cancel", headers=headers, json={"reason": "wrong file"}
         )
