@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -15,85 +17,44 @@ import pytest
 
 from app.models import EvaluationStage
 from tests.server.conftest import MICRO_TIER, free_port, seed_phase
-from tests.server.procs import poll_submission, start_server, start_worker, wait_until
+from tests.server.procs import Proc, poll_submission, start_server, start_worker, wait_until
 from tests.test_distributed import descendants
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["embedded"], indirect=True)]
 
 
-def _upload(base: str, token: str, ids_file: Path) -> int:
-    with open(ids_file, "rb") as f:
-        r = httpx.post(f"{base}/api/v1/phases/dev/submissions", headers={"Authorization": f"Bearer {token}"},
-                       files={"file": (ids_file.name, f)}, timeout=30)  # fmt: skip
-    assert r.status_code == 202, r.text
-    return r.json()["id"]
+@dataclass
+class Served:
+    base: str
+    token: str
+    submission_id: int
+    api: Proc
+    worker: Proc
+
+    def submission(self) -> dict:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.get(
+            f"{self.base}/api/v1/submissions/{self.submission_id}", headers=headers, timeout=10
+        ).json()
+
+    def ranks(self) -> list[int]:
+        """The worker's torchrun ranks (the processes torchrun gave a RANK)."""
+        return [pid for pid in descendants(self.worker.popen.pid) if "RANK=" in _environ(pid)]
 
 
-def test_a_worker_pretrains_over_two_processes_with_the_same_protocol(stack, pool_dir, every_10th, tmp_path):
-    seeded = seed_phase(stack, pool_dir)
-    ids_file, reference = every_10th
+@contextmanager
+def serving(stack, pool_dir: Path, tmp_path: Path, ids: list[str], tier: Path = MICRO_TIER):
+    """A phase on `tier`, a real API and a worker pretraining over 2 processes, and `ids` uploaded."""
+    seeded = seed_phase(stack, pool_dir, tier=str(tier))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     api = start_server(stack.env, port, tmp_path)
     worker = start_worker({**stack.env, "DELBENCH_PRETRAIN_PROCESSES": "2"}, "ranks", tmp_path)
     try:
-        sid = _upload(base, seeded.token, ids_file)
-        done = poll_submission(base, seeded.token, sid, until={"succeeded"}, timeout=300, procs=[api, worker])
-    finally:
-        worker.stop()
-        api.stop()
-    (curve_file,) = (stack.settings.data_dir / "artifacts" / "cache").glob("encoders/*/loss_curve.json")
-    assert json.loads(curve_file.read_text())["ranks"] == 2  # written by the ranks' main process
-    with stack.session() as session:
-        ours = (
-            session.query(EvaluationStage)
-            .filter_by(submission_id=sid, name="pretrain")
-            .one()
-            .detail["loss_curve"]
-        )
-    theirs = reference["loss_curve"]
-    assert [s for s, _ in ours] == [s for s, _ in theirs]
-    assert [round(v, 4) for _, v in ours] == [round(v, 4) for _, v in theirs]
-    # weights equal up to float summation order (tests/test_distributed.py): the finetunes' scores with them
-    assert done["results"]["mean_miou"] == pytest.approx(reference["mean_miou"], abs=0.01)
-
-
-def test_a_rank_that_dies_fails_the_stage_instead_of_hanging_it(stack, pool_dir, pool_ids, tmp_path):
-    seeded = seed_phase(stack, pool_dir)
-    ids_file = tmp_path / "every-3rd.txt"
-    ids_file.write_text("\n".join(pool_ids[::3]) + "\n")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api = start_server(stack.env, port, tmp_path)
-    worker = start_worker({**stack.env, "DELBENCH_PRETRAIN_PROCESSES": "2"}, "ranks", tmp_path)
-    try:
-        sid = _upload(base, seeded.token, ids_file)
-
-        def a_rank() -> int | None:
-            for pid in descendants(worker.popen.pid):
-                try:
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if (
-                    b"torch.distributed.run" not in cmdline
-                    and b"pretrain" in cmdline
-                    and "RANK=1" in _environ(pid)
-                ):
-                    return pid
-            return None
-
-        rank = wait_until(a_rank, timeout=240, what="the second rank", proc_logs=[api, worker])
-        time.sleep(2)  # into its steps
-        os.kill(rank, signal.SIGKILL)
-        started = time.monotonic()
-        failed = poll_submission(base, seeded.token, sid, until={"failed"}, timeout=180, procs=[api, worker])
-        assert time.monotonic() - started < 150
-        assert "pretraining over 2 processes ended with exit status" in failed["error"], failed["error"]
-        with stack.session() as session:
-            stage = session.query(EvaluationStage).filter_by(submission_id=sid, name="pretrain").one()
-            assert stage.status.value == "failed"
-        assert worker.alive()  # the worker itself carries on
+        r = httpx.post(f"{base}/api/v1/phases/dev/submissions", headers={"Authorization": f"Bearer {seeded.token}"},
+                       files={"file": ("selection.txt", "\n".join(ids) + "\n")}, timeout=30)  # fmt: skip
+        assert r.status_code == 202, r.text
+        yield Served(base, seeded.token, r.json()["id"], api, worker)
     finally:
         worker.stop()
         api.stop()
@@ -106,40 +67,63 @@ def _environ(pid: int) -> str:
         return ""
 
 
+def _pretrain_stage(stack, submission_id: int) -> EvaluationStage:
+    with stack.session() as session:
+        return session.query(EvaluationStage).filter_by(submission_id=submission_id, name="pretrain").one()
+
+
+def test_a_worker_pretrains_over_two_processes_with_the_same_protocol(stack, pool_dir, every_10th, tmp_path):
+    ids_file, reference = every_10th
+    with serving(stack, pool_dir, tmp_path, ids_file.read_text().split()) as served:
+        done = poll_submission(served.base, served.token, served.submission_id, until={"succeeded"}, timeout=300,
+                               procs=[served.api, served.worker])  # fmt: skip
+    (curve_file,) = (stack.settings.data_dir / "artifacts" / "cache").glob("encoders/*/loss_curve.json")
+    assert json.loads(curve_file.read_text())["ranks"] == 2  # written by the ranks' main process
+    ours, theirs = _pretrain_stage(stack, served.submission_id).detail["loss_curve"], reference["loss_curve"]
+    assert [s for s, _ in ours] == [s for s, _ in theirs]
+    assert [round(v, 4) for _, v in ours] == [round(v, 4) for _, v in theirs]
+    # weights equal up to float summation order (tests/test_distributed.py): the finetunes' scores with them
+    assert done["results"]["mean_miou"] == pytest.approx(reference["mean_miou"], abs=0.01)
+
+
+def test_a_rank_that_dies_fails_the_stage_instead_of_hanging_it(stack, pool_dir, pool_ids, tmp_path):
+    with serving(stack, pool_dir, tmp_path, pool_ids[::3]) as served:
+        procs = [served.api, served.worker]
+
+        def second_rank() -> int | None:
+            return next((pid for pid in served.ranks() if "RANK=1\n" in _environ(pid)), None)
+
+        rank = wait_until(second_rank, timeout=240, what="the second rank", proc_logs=procs)
+        time.sleep(2)  # into its steps
+        os.kill(rank, signal.SIGKILL)
+        started = time.monotonic()
+        failed = poll_submission(served.base, served.token, served.submission_id, until={"failed"}, timeout=180,
+                                 procs=procs)  # fmt: skip
+        assert time.monotonic() - started < 150
+        assert "pretraining over 2 processes ended with exit status" in failed["error"], failed["error"]
+        assert _pretrain_stage(stack, served.submission_id).status.value == "failed"
+        assert served.worker.alive()  # the worker itself carries on
+
+
 def test_progress_from_the_ranks_then_withdrawing_stops_them(stack, pool_dir, pool_ids, tmp_path):
     long_tier = json.loads(MICRO_TIER.read_text())
     long_tier["pretrain"]["samples_seen"] = 32 * 4000  # long enough to be seen running, then withdrawn
     tier_path = tmp_path / "micro-long.json"
     tier_path.write_text(json.dumps(long_tier))
-    seeded = seed_phase(stack, pool_dir, tier=str(tier_path))
-    ids_file = tmp_path / "every-5th.txt"
-    ids_file.write_text("\n".join(pool_ids[::5]) + "\n")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api = start_server(stack.env, port, tmp_path)
-    worker = start_worker({**stack.env, "DELBENCH_PRETRAIN_PROCESSES": "2"}, "ranks", tmp_path)
-    headers = {"Authorization": f"Bearer {seeded.token}"}
-    try:
-        sid = _upload(base, seeded.token, ids_file)
+    with serving(stack, pool_dir, tmp_path, pool_ids[::5], tier=tier_path) as served:
+        procs = [served.api, served.worker]
+        wait_until(lambda: len(served.ranks()) == 2, timeout=240, what="two ranks", proc_logs=procs)
 
-        def ranks() -> list[int]:
-            return [pid for pid in descendants(worker.popen.pid) if "RANK=" in _environ(pid)]
+        def pretrain_progress() -> float | None:
+            stages = served.submission()["stages"]
+            value = next((s["progress"] for s in stages if s["name"] == "pretrain"), 0.0)
+            return value if 0 < value < 1 else None
 
-        wait_until(lambda: len(ranks()) == 2, timeout=240, what="two ranks", proc_logs=[api, worker])
-
-        def pretrain_progress() -> float:
-            sub = httpx.get(f"{base}/api/v1/submissions/{sid}", headers=headers, timeout=10).json()
-            return next((s["progress"] for s in sub["stages"] if s["name"] == "pretrain"), 0.0)
-
-        seen = wait_until(lambda: 0 < pretrain_progress() < 1 and pretrain_progress(), timeout=240,
-                          what="the main rank's progress on the API", proc_logs=[api, worker])  # fmt: skip
-        assert 0 < seen < 1
-        r = httpx.post(
-            f"{base}/api/v1/submissions/{sid}/cancel", headers=headers, json={"reason": "wrong file"}
+        wait_until(
+            pretrain_progress, timeout=240, what="the main rank's progress on the API", proc_logs=procs
         )
+        r = httpx.post(f"{served.base}/api/v1/submissions/{served.submission_id}/cancel", json={"reason": "wrong file"},
+                       headers={"Authorization": f"Bearer {served.token}"})  # fmt: skip
         assert r.status_code == 200, r.text
-        wait_until(lambda: not ranks(), timeout=90, what="the ranks to stop", proc_logs=[api, worker])
-        assert worker.alive()
-    finally:
-        worker.stop()
-        api.stop()
+        wait_until(lambda: not served.ranks(), timeout=90, what="the ranks to stop", proc_logs=procs)
+        assert served.worker.alive()
