@@ -142,9 +142,17 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, pool_ids, ev
             httpx.post(f"{base}/api/v1/admin/submissions/{extra}/cancel", headers=admin_headers,
                        json={"reason": "the test is over"})  # fmt: skip
 
-        # Ctrl-C in the middle of a pretraining: a clean stop, and the next start resumes it
+        # Ctrl-C in the middle of a pretraining: a clean stop, and the next start resumes it. Its phase's
+        # tier pretrains for 400 steps, so that the stop comes mid-way however fast the machine is.
+        long_tier = json.loads(MICRO_TIER.read_text())
+        long_tier["pretrain"]["samples_seen"] = 32 * 400
+        (tmp_path / "micro-long.json").write_text(json.dumps(long_tier))
+        made = httpx.post(f"{base}/api/v1/admin/phases", headers=admin_headers, json={
+            "benchmark": "delbench", "slug": "long", "name": "Long pretraining", "pool_dir": str(data / "pool"),
+            "tier": str(tmp_path / "micro-long.json"), "reason": "the interrupted pretraining"})  # fmt: skip
+        assert made.status_code == 201, made.text
         part = "\n".join((data / "example-selection.txt").read_text().split()[:24])
-        upload = httpx.post(f"{base}/api/v1/phases/demo/submissions", headers=headers,
+        upload = httpx.post(f"{base}/api/v1/phases/long/submissions", headers=headers,
                             files={"file": ("half.txt", part)}, data={"method": "half"})  # fmt: skip
         interrupted = upload.json()["id"]
 
