@@ -110,9 +110,7 @@ class AdminPhaseOut(FromRow):
     published: bool
     duplicates: str
     submissions: int = computed(0)
-    warnings: list[str] = Field(
-        default=[], validation_alias="__computed__", description="what about the phase is likely a mistake"
-    )
+    warnings: list[str] = computed([], description="what about the phase is likely a mistake")
 
 
 class Changed(BaseModel):

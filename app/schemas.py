@@ -43,10 +43,10 @@ class FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def computed(default=None):
+def computed(default=None, **field):
     """A field the route computes: its validation alias names nothing a row has, so reading a row leaves the
     default (a row's attribute of the same name, such as `Phase.is_open`, a method, is not read)."""
-    return Field(default=default, validation_alias="__computed__")
+    return Field(default=default, validation_alias="__computed__", **field)
 
 
 class StageOut(FromRow):
