@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -34,50 +36,103 @@ def _env(data: Path) -> dict[str, str]:
     }
 
 
-# Reference rows registered when the demo phase is created, so the board is not empty: the two ends of
-# the R axis. Each costs one evaluation (about 3 minutes at synth-tiny on 2 CPU cores), queued before any
-# participant's submission; `--no-baselines` skips them.
-DEMO_BASELINES = (("random 5%", 0.05), ("full pool", 1.0))
+@dataclass(frozen=True)
+class DemoBaseline:
+    method: str  # the board's method column
+    fraction: float
+    description: str
+    selector: str | None = None  # an evaluator baseline, chosen on the full-pool encoder's features
+
+    @property
+    def needs_encoder(self) -> bool:
+        """Registered once the full-pool encoder exists: a feature-based selection, or the full pool
+        itself, whose pretraining is that encoder (cached under the same key, so it is trained once)."""
+        return self.selector is not None or self.fraction >= 1
 
 
-def _register_baselines(session, phase, settings) -> list[int]:
+# Reference rows of the demo board, so that it is not empty and its rows differ for a reason a reader can
+# see: a uniform draw, a reference method at the same R, and the whole pool. Each costs about one
+# evaluation at synth-tiny (2-3 minutes on 2 CPU cores); `--no-baselines` skips them.
+DEMO_BASELINES = (
+    DemoBaseline("random 5%", 0.05, "5% of the pool at random"),
+    DemoBaseline(
+        "meddel 5%", 0.05, "MedDEL at 5%: invalid frames and near-copies dropped first", selector="meddel"
+    ),
+    DemoBaseline("full pool", 1.0, "100% of the pool"),
+)
+
+
+def _missing_baselines(session, phase) -> list[DemoBaseline]:
+    """The demo baselines the phase has no row for (in any state): a start interrupted before the
+    feature-based ones were registered finishes the job at the next start."""
+    from app.models import Submission
+
+    have = set(
+        session.scalars(
+            select(Submission.method).where(Submission.phase_id == phase.id, Submission.is_baseline)
+        )
+    )
+    return [b for b in DEMO_BASELINES if b.method not in have]
+
+
+def _register_baselines(session, phase, settings, chosen: list[tuple[DemoBaseline, list[str]]]) -> list[int]:
     """Submit the demo's baseline selections through the same service the admin API uses (audited)."""
-    import random
-
     from app.services import audit
     from app.services.submissions import SubmissionMeta, baselines_team, create_submission
-    from evaluator.store import open_pool
 
-    ids = open_pool(phase.pool_dir).ids
     team = baselines_team(session=session)
     created = []
-    for method, fraction in DEMO_BASELINES:
-        chosen = ids if fraction >= 1 else random.Random(0).sample(ids, max(1, round(fraction * len(ids))))
+    for baseline, ids in chosen:
         submission = create_submission(
-            session=session, team=team, phase=phase, data="\n".join(chosen).encode(), is_baseline=True,
+            session=session, team=team, phase=phase, data="\n".join(ids).encode(), is_baseline=True,
             meta=SubmissionMeta(
-                method=method, description=f"{fraction:.0%} of the pool" + (" at random" if fraction < 1 else ""),
-                allow_selection_download=True,
+                method=baseline.method, description=baseline.description, allow_selection_download=True,
             ),
             max_bytes=settings.upload_max_bytes,
         )  # fmt: skip
         audit.record(
             session=session, actor="demo", action="register_baseline", target=f"submission:{submission.id}",
-            reason="demo start-up: reference rows", detail={"method": method, "n": submission.n},
+            reason="demo start-up: reference rows", detail={"method": baseline.method, "n": submission.n},
         )  # fmt: skip
         created.append(submission.id)
     return created
 
 
+def _uniform(baseline: DemoBaseline, ids: list[str]) -> list[str]:
+    import random
+
+    if baseline.fraction >= 1:
+        return list(ids)
+    return random.Random(0).sample(ids, max(1, round(baseline.fraction * len(ids))))
+
+
+def _queue(settings, engine, submission_ids: list[int]) -> None:
+    from app.contract import create_celery
+    from app.db import make_session_factory, session_scope
+    from app.models import Submission
+    from app.services.dispatch import dispatch_next
+
+    celery = create_celery(settings)
+    with session_scope(make_session_factory(engine)) as session:
+        for sid in submission_ids:
+            dispatch_next(session=session, celery=celery, submission=session.get(Submission, sid))
+
+
+def _settings(data: Path):
+    from app.settings import Settings
+
+    return Settings(**{k.removeprefix("DELBENCH_").lower(): v for k, v in _env(data).items()})
+
+
 def _prepare(
     data: Path, tier_arg: str, pool_size: int, baselines: bool = True
-) -> tuple[dict[str, str], Path]:
+) -> tuple[dict[str, str], Path, list[DemoBaseline]]:
     """Pool, database, demo phase and teams; returns the demo's tokens (participant, admin), the same on
-    every start, and an example selection."""
+    every start, an example selection, and the baselines still to register once the full-pool encoder
+    exists (`_register_after_encoder`). The others are registered and queued here."""
     from app.db import make_engine, make_session_factory, migrate, session_scope
     from app.models import Benchmark, Phase
     from app.services.phases import create_benchmark, create_phase
-    from app.settings import Settings
     from evaluator.store import open_pool
     from evaluator.tier import load_tier
 
@@ -91,11 +146,11 @@ def _prepare(
             flush=True,
         )
         generate(pool_dir, seed=0, size=pool_size, resolution=tier.resolution)
-    settings = Settings(**{k.removeprefix("DELBENCH_").lower(): v for k, v in _env(data).items()})
+    settings = _settings(data)
     (data / "broker" / "results").mkdir(parents=True, exist_ok=True)
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    tier_ref = str(Path(tier_arg).resolve()) if Path(tier_arg).suffix else tier_arg
+    ids, tier_ref = open_pool(pool_dir).ids, _tier_ref(tier_arg)
     with session_scope(make_session_factory(engine)) as session:
         benchmark = session.scalar(select(Benchmark).where(Benchmark.slug == "delbench-demo"))
         if benchmark is None:
@@ -103,7 +158,6 @@ def _prepare(
                 session=session, slug="delbench-demo", name="DELBench demo (synthetic pool)"
             )
         phase = session.scalar(select(Phase).where(Phase.slug == DEMO_PHASE))
-        new_baselines: list[int] = []
         if phase is None:
             phase = create_phase(
                 session=session,
@@ -113,29 +167,92 @@ def _prepare(
                 pool_dir=pool_dir,
                 tier=tier_ref,
             )
-            if baselines:
-                new_baselines = _register_baselines(session, phase, settings)
         else:
             phase.tier, phase.pool_dir = tier_ref, str(pool_dir.resolve())  # a re-run may name another tier
+        missing = _missing_baselines(session, phase) if baselines else []
+        now = [b for b in missing if not b.needs_encoder]
+        new_baselines = _register_baselines(session, phase, settings, [(b, _uniform(b, ids)) for b in now])
         tokens = {
             role: _stable_token(session, name, is_admin=role == "admin", path=data / TOKEN_FILES[role])
             for role, name in (("participant", "demo-team"), ("admin", "demo-organizers"))
         }
     if new_baselines:  # committed above; now queued (the worker started next consumes them first)
-        from app.contract import create_celery
-        from app.models import Submission
-        from app.services.dispatch import dispatch_next
-
-        celery = create_celery(settings)
-        with session_scope(make_session_factory(engine)) as session:
-            for sid in new_baselines:
-                dispatch_next(session=session, celery=celery, submission=session.get(Submission, sid))
-        print(f"demo: {len(new_baselines)} baseline rows queued ({', '.join(m for m, _ in DEMO_BASELINES)})")
+        _queue(settings, engine, new_baselines)
+        print(f"demo: baseline rows queued: {', '.join(b.method for b in now)}", flush=True)
     engine.dispose()
     example = data / "example-selection.txt"
-    ids = open_pool(pool_dir).ids
     example.write_text("\n".join(ids[::10]) + "\n")  # every 10th frame: R = 0.1
-    return tokens, example
+    return tokens, example, [b for b in missing if b.needs_encoder]
+
+
+def _tier_ref(tier_arg: str) -> str:
+    return str(Path(tier_arg).resolve()) if Path(tier_arg).suffix else tier_arg
+
+
+def _register_after_encoder(
+    data: Path,
+    tier_arg: str,
+    pending: list[DemoBaseline],
+    env: dict[str, str],
+    running: list,
+    stop: threading.Event,
+) -> None:
+    """Pretrain the full-pool encoder and embed the pool (`delbench embed`, in the worker's encoder cache,
+    so that the full-pool row finds it there), choose each feature-based selection (`delbench select`),
+    then register and queue those rows and the full pool's. Runs beside the worker and the API; a failed
+    step is reported in one line and leaves the other rows."""
+    from app.db import make_engine, make_session_factory, session_scope
+    from app.models import Phase
+    from evaluator.store import open_pool
+
+    settings, pool_dir, out = _settings(data), data / "pool", data / "baselines"
+    out.mkdir(exist_ok=True)
+    delbench, tier = [sys.executable, "-m", "delbench"], _tier_ref(tier_arg)
+
+    def run(step: str, *args: str) -> bool:
+        if stop.is_set():
+            return False
+        with open(out / f"{step}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [*delbench, step, "--pool", str(pool_dir), "--tier", tier, *args],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            running.append(proc)
+            code = proc.wait()
+            running.remove(proc)
+        if code != 0 and not stop.is_set():
+            last = (out / f"{step}.log").read_text(errors="replace").strip().splitlines()[-1:]
+            print(f"demo: `delbench {step}` for the baseline rows failed: {' '.join(last)}", flush=True)
+        return code == 0
+
+    names = ", ".join(b.method for b in pending)
+    print(
+        f"demo: pretraining the full-pool encoder for the rows {names} (log: {out / 'embed.log'}) ...",
+        flush=True,
+    )
+    embedded = run("embed", "--cache", str(settings.cache_dir), "--quiet")
+    chosen = []
+    ids = open_pool(pool_dir).ids
+    for baseline in pending:
+        if baseline.selector is None:
+            chosen.append((baseline, _uniform(baseline, ids)))
+            continue
+        path = out / f"{baseline.selector}-{baseline.fraction:g}.txt"
+        if embedded and run(
+            "select", "--method", baseline.selector, "--ratio", str(baseline.fraction), "--out", str(path)
+        ):
+            chosen.append((baseline, path.read_text().split()))
+    if stop.is_set() or not chosen:
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            phase = session.scalar(select(Phase).where(Phase.slug == DEMO_PHASE))
+            created = _register_baselines(session, phase, settings, chosen)
+        _queue(settings, engine, created)
+    finally:
+        engine.dispose()
+    print(f"demo: baseline rows queued: {', '.join(b.method for b, _ in chosen)}", flush=True)
 
 
 # The demo's tokens, kept in its data folder (mode 600) so that they stay the same across restarts: the
@@ -247,7 +364,9 @@ def main(command: str, argv: list[str]) -> int:
         "--pool-size", type=int, default=4800, help="frames of the synthetic pool, on first run"
     )
     parser.add_argument(
-        "--no-baselines", action="store_true", help="do not queue the baseline rows when the phase is created"
+        "--no-baselines",
+        action="store_true",
+        help="do not register the baseline rows (random 5%%, meddel 5%%, full pool)",
     )
     parser.add_argument(
         "--info", action="store_true", help="print the running demo's tokens and commands again, and exit"
@@ -263,7 +382,7 @@ def main(command: str, argv: list[str]) -> int:
         tokens = {role: f.read_text().strip() for role, f in files.items()}
         print(banner(url, tokens, data / "example-selection.txt", data, args.tier), flush=True)
         return 0
-    tokens, example = _prepare(data, args.tier, args.pool_size, baselines=not args.no_baselines)
+    tokens, example, pending = _prepare(data, args.tier, args.pool_size, baselines=not args.no_baselines)
     # The demo's own settings replace the caller's DELBENCH_* variables, except an admin token given.
     keep = {"DELBENCH_ADMIN_TOKEN"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DELBENCH_") or k in keep} | _env(data)
@@ -280,13 +399,26 @@ def main(command: str, argv: list[str]) -> int:
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    features_stop, features_running = threading.Event(), []
+    features = threading.Thread(
+        target=_register_after_encoder,
+        args=(data, args.tier, pending, env, features_running, features_stop),
+        daemon=True,
+    )
     try:
         _wait_healthy(url, api)
         _wait_worker(data, worker)
         print(banner(url, tokens, example, data, args.tier), flush=True)
+        if pending:
+            features.start()
         while not stopping and worker.poll() is None and api.poll() is None:
             time.sleep(0.2)  # supervising loop: wakes for a signal or a child's exit
     finally:
+        features_stop.set()
+        for proc in list(features_running):
+            _stop(proc, signal.SIGTERM)
+        if features.is_alive():
+            features.join(timeout=30)
         _stop(api, signal.SIGTERM)
         # warm shutdown: a running stage stops at its next step and is handed back, to resume from its
         # checkpoint at the next start (a cold one would have Celery's solo pool try to kill the task)

@@ -4,7 +4,7 @@ Starts `delbench demo` in a scratch folder (which queues the baseline rows), wai
 board, then photographs the page with headless Chromium (Debian's /usr/bin/chromium via Playwright).
 Re-run it after a change to the page:
 
-    .venv/bin/python scripts/screenshot.py                    # synth-tiny: two evaluations, several minutes on 2 CPU cores
+    .venv/bin/python scripts/screenshot.py                    # synth-tiny: three baseline rows, 5-10 minutes on 2 CPU cores
     .venv/bin/python scripts/screenshot.py --tier tests/tiers/micro.json --pool-size 480   # seconds, toy numbers
 """
 
@@ -22,6 +22,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.demo import DEMO_BASELINES  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's, as scripts/chromium.sh installs it
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -83,7 +87,7 @@ def main() -> int:
         demo = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + args.timeout
-            while len(rows := board_rows(url)) < 2:
+            while len(rows := board_rows(url)) < len(DEMO_BASELINES):
                 if demo.poll() is not None or time.monotonic() > deadline:
                     print((Path(tmp) / "demo.log").read_text()[-3000:], file=sys.stderr)
                     print("screenshot: the demo's baseline rows did not appear", file=sys.stderr)

@@ -64,6 +64,10 @@ def printed_token(demo: Proc) -> str:
     )
 
 
+def board_rows(base: str) -> list[dict]:
+    return httpx.get(f"{base}/api/v1/phases/demo/leaderboard").json()["rows"]
+
+
 def test_docs_list_the_tested_examples():
     assert list(documented_blocks()) == ["upload", "status", "mine", "leaderboard", "phases", "error"]
     assert list(documented_blocks(BOARD_DOC)) == [
@@ -103,12 +107,22 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, pool_ids, ev
         accepted = json.loads(run_block(blocks["upload"], tmp_path, env))
         assert accepted["status"] == "queued" and accepted["n"] == 48 and accepted["retained_fraction"] == 0.1
         sid = accepted["id"]
-        assert json.loads(run_block(blocks["status"], tmp_path, env))["id"] == sid
+        # the docs name the ID an upload right after the start gets; here the baselines may be first
+        assert "export ID=2 " in blocks["status"]
+        status = blocks["status"].replace("export ID=2 ", f"export ID={sid} ")
+        assert json.loads(run_block(status, tmp_path, env))["id"] == sid
         assert [s["id"] for s in json.loads(run_block(blocks["mine"], tmp_path, env))] == [sid]
         error = json.loads(run_block(blocks["error"], tmp_path, env))["error"]
         assert (error["rule"], error["line"], error["id"]) == ("unknown_id", 2, "no/such/frame")
 
         done = poll_submission(base, token, sid, until={"succeeded"}, timeout=240, procs=[demo])
+        # the reference rows: a uniform draw and meddel at the same R (its features from the full-pool
+        # encoder the demo pretrains beside the worker), and the full pool, which reuses that encoder
+        wait_until(
+            lambda: {r["method"] for r in board_rows(base)} >= {"random 5%", "meddel 5%", "full pool"},
+            timeout=240, what="the demo's three baseline rows on the board", proc_logs=[demo],
+        )  # fmt: skip
+        assert "demo: baseline rows queued: meddel 5%, full pool" in demo.tail(100_000)
         assert done["code_url"] == "https://example.org/every-10th"
         board = json.loads(run_block(blocks["leaderboard"], tmp_path, env))
         phases_and_health = run_block(blocks["phases"], tmp_path, env)
@@ -182,6 +196,13 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, pool_ids, ev
         assert printed_token(again) == token
         resumed = poll_submission(base, token, interrupted, until={"succeeded"}, timeout=240, procs=[again])
         assert resumed["status"] == "succeeded"
+        methods = [r["method"] for r in board_rows(base)]
+        assert sorted(m for m in methods if m in {"random 5%", "meddel 5%", "full pool"}) == [
+            "full pool",
+            "meddel 5%",
+            "random 5%",
+        ]  # registered once: a restart adds no second set
+        assert "pretraining the full-pool encoder" not in again.tail(100_000)
     finally:
         again.stop()
     # the demo generated the same pool as the suite's (same generator, seed, size and resolution: the
