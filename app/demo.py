@@ -189,13 +189,36 @@ def _tier_ref(tier_arg: str) -> str:
     return str(Path(tier_arg).resolve()) if Path(tier_arg).suffix else tier_arg
 
 
+class _Helpers:
+    """The `delbench embed`/`select` processes the demo runs for its baseline rows, stopped with it. One lock
+    covers "stopping?" and "started": a process is either never started or in `procs` when the demo stops."""
+
+    def __init__(self) -> None:
+        self.lock, self.stopping, self.procs = threading.Lock(), False, []
+
+    def start(self, cmd: list[str], env: dict[str, str], log) -> subprocess.Popen | None:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            self.procs.append(proc)
+            return proc
+
+    def stop_all(self) -> None:
+        with self.lock:
+            self.stopping = True
+        for proc in self.procs:
+            _stop(proc, signal.SIGTERM)
+
+
 def _register_after_encoder(
     data: Path,
     tier_arg: str,
     pending: list[DemoBaseline],
     env: dict[str, str],
-    running: list,
-    stop: threading.Event,
+    helpers: _Helpers,
 ) -> None:
     """Pretrain the full-pool encoder and embed the pool (`delbench embed`, in the worker's encoder cache,
     so that the full-pool row finds it there), choose each feature-based selection (`delbench select`),
@@ -210,17 +233,11 @@ def _register_after_encoder(
     delbench, tier = [sys.executable, "-m", "delbench"], _tier_ref(tier_arg)
 
     def run(step: str, *args: str) -> bool:
-        if stop.is_set():
-            return False
         with open(out / f"{step}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [*delbench, step, "--pool", str(pool_dir), "--tier", tier, *args],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            running.append(proc)
-            code = proc.wait()
-            running.remove(proc)
-        if code != 0 and not stop.is_set():
+            cmd = [*delbench, step, "--pool", str(pool_dir), "--tier", tier, *args]
+            proc = helpers.start(cmd, env, log)
+            code = proc.wait() if proc else None
+        if code not in (0, None) and not helpers.stopping:
             last = (out / f"{step}.log").read_text(errors="replace").strip().splitlines()[-1:]
             print(f"demo: `delbench {step}` for the baseline rows failed: {' '.join(last)}", flush=True)
         return code == 0
@@ -242,7 +259,7 @@ def _register_after_encoder(
             "select", "--method", baseline.selector, "--ratio", str(baseline.fraction), "--out", str(path)
         ):
             chosen.append((baseline, path.read_text().split()))
-    if stop.is_set() or not chosen:
+    if helpers.stopping or not chosen:
         return
     engine = make_engine(settings.database_url)
     try:
@@ -399,12 +416,18 @@ def main(command: str, argv: list[str]) -> int:
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    features_stop, features_running = threading.Event(), []
-    features = threading.Thread(
-        target=_register_after_encoder,
-        args=(data, args.tier, pending, env, features_running, features_stop),
-        daemon=True,
-    )
+    helpers = _Helpers()
+
+    def register_after_encoder() -> None:
+        try:
+            _register_after_encoder(data, args.tier, pending, env, helpers)
+        except Exception as exc:  # the demo goes on without those rows; say why in one line
+            print(
+                f"demo: the rows {', '.join(b.method for b in pending)} were not registered: {exc}",
+                flush=True,
+            )
+
+    features = threading.Thread(target=register_after_encoder, daemon=True)
     try:
         _wait_healthy(url, api)
         _wait_worker(data, worker)
@@ -414,9 +437,7 @@ def main(command: str, argv: list[str]) -> int:
         while not stopping and worker.poll() is None and api.poll() is None:
             time.sleep(0.2)  # supervising loop: wakes for a signal or a child's exit
     finally:
-        features_stop.set()
-        for proc in list(features_running):
-            _stop(proc, signal.SIGTERM)
+        helpers.stop_all()
         if features.is_alive():
             features.join(timeout=30)
         _stop(api, signal.SIGTERM)
