@@ -107,6 +107,45 @@ def test_table_rows_files_and_resume(pool, tmp_path):
     assert again.calls == [] and [r["mean_miou"] for r in table2.rows] == [r["mean_miou"] for r in table.rows]
 
 
+class Interrupt(Exception):
+    pass
+
+
+def test_a_narrower_or_interrupted_run_loses_no_earlier_row(pool, tmp_path):
+    """Adding a ratio rewrites the table row by row; the earlier rows it has not reached yet, and those a
+    later run does not ask for, stay in baselines.json and are reused, never evaluated again."""
+    first = FakeEvaluate(selection_effect=0.001)
+    kwargs = table_kwargs(pool, tmp_path, first, ["random", "prototype"], [0.25, 0.5])
+    table = run_baselines(**kwargs)
+    by_hash = {r["selection_hash"]: r["mean_miou"] for r in table.rows}
+    assert len(by_hash) == 6
+
+    class StopsAtFirstEvaluation(FakeEvaluate):
+        def __call__(self, **kw):
+            raise Interrupt  # Ctrl-C during the first new evaluation
+
+    # A wider run (a third ratio), interrupted at its first new evaluation: by then it has rewritten the
+    # file with the rows it reached (the two reference rows, random at 25 %), and must keep the others.
+    with pytest.raises(Interrupt):
+        run_baselines(**{**kwargs, "ratios": [0.25, 0.75, 0.5], "evaluate_fn": StopsAtFirstEvaluation()})
+    doc = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    stored = {r["selection_hash"]: r["mean_miou"] for r in doc["rows"] + doc.get("earlier_rows", [])}
+    assert stored == by_hash
+
+    # A narrower run (one ratio) reuses its rows and keeps the other ratio's as earlier rows ...
+    again = FakeEvaluate(selection_effect=0.001)
+    narrow = run_baselines(**{**kwargs, "ratios": [0.25], "evaluate_fn": again})
+    assert again.calls == [] and len(narrow.rows) == 4
+    doc = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    assert len(doc["rows"]) == 4 and len(doc["earlier_rows"]) == 2
+    assert "| random | 50% |" not in (tmp_path / "out" / "baselines.md").read_text()
+    # ... which the full run then finds again: nothing is evaluated twice.
+    last = FakeEvaluate(selection_effect=0.001)
+    full = run_baselines(**{**kwargs, "evaluate_fn": last})
+    assert last.calls == [] and {r["selection_hash"]: r["mean_miou"] for r in full.rows} == by_hash
+    assert "earlier_rows" not in json.loads((tmp_path / "out" / "baselines.json").read_text())
+
+
 def test_several_seeds_give_mean_and_sd_per_row(pool, tmp_path):
     fake = FakeEvaluate(seed_effect=0.01, selection_effect=0.001)
     kwargs = table_kwargs(pool, tmp_path, fake, ["random", "prototype"])

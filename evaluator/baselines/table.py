@@ -3,7 +3,7 @@
 All selections are made first (seconds), so a missing input fails before any evaluation starts; then each
 is evaluated in turn with `protocol.evaluate`. Rows are appended to OUT/baselines.json as they finish and
 a row whose (selection hash, tier hash, seed) is already there is reused, so an interrupted run resumes
-where it stopped. The full-pool row shares its pretraining with `delbench embed` through the protocol's
+where it stopped; rows of an earlier run this one does not ask for stay there too (`earlier_rows`). The full-pool row shares its pretraining with `delbench embed` through the protocol's
 encoder cache. With several seeds (`run_baselines_over_seeds`) each seed gets its own table in OUT/seed-S,
 re-drawing the selections from that seed's full-pool encoder and re-running the protocol with that seed, and
 OUT/baselines.* give each row's mean ± sd over the seeds: the only way to tell which method differences
@@ -140,7 +140,8 @@ def run_baselines(
     )
 
     json_path = out_dir / "baselines.json"
-    done = _previous_rows(out_dir)
+    previous = _previous_rows(out_dir)
+    done = dict(previous)
     rows: list[dict] = []
     started = time.perf_counter()
     evaluated = 0
@@ -191,7 +192,11 @@ def run_baselines(
             )
         rows.append(row)
         done[key] = row
-        _write_json(json_path, tier, pool, rows, table_format=TABLE_FORMAT, seed=seed)
+        # rows of an earlier run that this one has not reached, or does not ask for (another ratio or
+        # method), stay in the file: an interrupted or narrower run never loses an evaluation
+        written = {r["selection_hash"] for r in rows}
+        earlier = [r for k, r in previous.items() if k not in written]
+        _write_json(json_path, tier, pool, rows, table_format=TABLE_FORMAT, seed=seed, earlier_rows=earlier)
     markdown = render_markdown(rows, tier=tier, pool=pool)
     write_text_atomic(out_dir / "baselines.md", markdown)
     return Table(rows=rows, markdown=markdown)
@@ -361,13 +366,22 @@ def _move_one_seed_table(out_dir: Path, seeds: list[int]) -> int | None:
 def _previous_rows(out_dir: Path) -> dict[str, dict]:
     """The rows already evaluated in OUT's table (`check_out_dir` made sure it is this tier's and seed's)."""
     doc = _table_in(out_dir)
-    return {row["selection_hash"]: row for row in doc.get("rows", [])} if doc else {}
+    rows = [*doc.get("rows", []), *doc.get("earlier_rows", [])] if doc else []
+    return {row["selection_hash"]: row for row in rows}
 
 
 def _write_json(
-    path: Path, tier: Tier, pool: Pool, rows: list[dict], *, table_format: str, **seeding
+    path: Path,
+    tier: Tier,
+    pool: Pool,
+    rows: list[dict],
+    *,
+    table_format: str,
+    earlier_rows: list[dict] | None = None,
+    **seeding,
 ) -> None:
-    """One seed's table (`seed=`) or the table over seeds (`seeds=`), replaced atomically."""
+    """One seed's table (`seed=`) or the table over seeds (`seeds=`), replaced atomically. `earlier_rows`:
+    evaluations of an earlier run that are not (yet) rows of this table, kept for reuse."""
     doc = {
         "format": table_format,
         "tier": tier.name,
@@ -376,6 +390,7 @@ def _write_json(
         "pool": str(pool.path),
         "pool_size": pool.size,
         "rows": rows,
+        **({"earlier_rows": earlier_rows} if earlier_rows else {}),
     }
     write_json_atomic(path, doc)
 
