@@ -45,8 +45,8 @@ class DemoBaseline:
 
     @property
     def needs_encoder(self) -> bool:
-        """Registered once the full-pool encoder exists: a feature-based selection, or the full pool
-        itself, whose pretraining is that encoder (cached under the same key, so it is trained once)."""
+        """A feature-based selection needs the full-pool encoder; so does, in effect, the full pool itself,
+        whose pretraining is that encoder (cached under the same key, so it is trained once)."""
         return self.selector is not None or self.fraction >= 1
 
 
@@ -128,8 +128,8 @@ def _prepare(
     data: Path, tier_arg: str, pool_size: int, baselines: bool = True
 ) -> tuple[dict[str, str], Path, list[DemoBaseline]]:
     """Pool, database, demo phase and teams; returns the demo's tokens (participant, admin), the same on
-    every start, an example selection, and the baselines still to register once the full-pool encoder
-    exists (`_register_after_encoder`). The others are registered and queued here."""
+    every start, an example selection, and the baselines to register once the full-pool encoder exists
+    (`_register_after_encoder`); with none needing it, they are registered and queued here."""
     from app.db import make_engine, make_session_factory, migrate, session_scope
     from app.models import Benchmark, Phase
     from app.services.phases import create_benchmark, create_phase
@@ -170,7 +170,10 @@ def _prepare(
         else:
             phase.tier, phase.pool_dir = tier_ref, str(pool_dir.resolve())  # a re-run may name another tier
         missing = _missing_baselines(session, phase) if baselines else []
-        now = [b for b in missing if not b.needs_encoder]
+        # With a row that needs the full-pool encoder, every row waits for it, so that its pretraining
+        # has the cores alone: two trainings side by side on a few CPU cores oversubscribe their threads
+        # and each ran about 4x slower than alone (synth-tiny, 2 vCPUs), worse than one after the other.
+        now = [] if any(b.needs_encoder for b in missing) else missing
         new_baselines = _register_baselines(session, phase, settings, [(b, _uniform(b, ids)) for b in now])
         tokens = {
             role: _stable_token(session, name, is_admin=role == "admin", path=data / TOKEN_FILES[role])
@@ -182,7 +185,7 @@ def _prepare(
     engine.dispose()
     example = data / "example-selection.txt"
     example.write_text("\n".join(ids[::10]) + "\n")  # every 10th frame: R = 0.1
-    return tokens, example, [b for b in missing if b.needs_encoder]
+    return tokens, example, [b for b in missing if b not in now]
 
 
 def _tier_ref(tier_arg: str) -> str:
@@ -222,7 +225,7 @@ def _register_after_encoder(
 ) -> None:
     """Pretrain the full-pool encoder and embed the pool (`delbench embed`, in the worker's encoder cache,
     so that the full-pool row finds it there), choose each feature-based selection (`delbench select`),
-    then register and queue those rows and the full pool's. Runs beside the worker and the API; a failed
+    then register and queue the `pending` rows in their order. Runs beside the worker and the API; a failed
     step is reported in one line and leaves the other rows."""
     from app.db import make_engine, make_session_factory, session_scope
     from app.models import Phase

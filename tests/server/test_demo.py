@@ -108,8 +108,8 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, pool_ids, ev
         assert accepted["status"] == "queued" and accepted["n"] == 48 and accepted["retained_fraction"] == 0.1
         sid = accepted["id"]
         # the docs name the ID an upload right after the start gets; here the baselines may be first
-        assert "export ID=2 " in blocks["status"]
-        status = blocks["status"].replace("export ID=2 ", f"export ID={sid} ")
+        assert "export ID=4 " in blocks["status"]
+        status = blocks["status"].replace("export ID=4 ", f"export ID={sid} ")
         assert json.loads(run_block(status, tmp_path, env))["id"] == sid
         assert [s["id"] for s in json.loads(run_block(blocks["mine"], tmp_path, env))] == [sid]
         error = json.loads(run_block(blocks["error"], tmp_path, env))["error"]
@@ -122,7 +122,7 @@ def test_demo_runs_the_documented_curl_examples(tmp_path, pool_dir, pool_ids, ev
             lambda: {r["method"] for r in board_rows(base)} >= {"random 5%", "meddel 5%", "full pool"},
             timeout=240, what="the demo's three baseline rows on the board", proc_logs=[demo],
         )  # fmt: skip
-        assert "demo: baseline rows queued: meddel 5%, full pool" in demo.tail(100_000)
+        assert "demo: baseline rows queued: random 5%, meddel 5%, full pool" in demo.tail(100_000)
         assert done["code_url"] == "https://example.org/every-10th"
         board = json.loads(run_block(blocks["leaderboard"], tmp_path, env))
         phases_and_health = run_block(blocks["phases"], tmp_path, env)
