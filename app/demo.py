@@ -172,7 +172,7 @@ def _prepare(
         missing = _missing_baselines(session, phase) if baselines else []
         # With a row that needs the full-pool encoder, every row waits for it, so that its pretraining
         # has the cores alone: two trainings side by side on a few CPU cores oversubscribe their threads
-        # and each ran about 4x slower than alone (synth-tiny, 2 vCPUs), worse than one after the other.
+        # (synth-tiny on 2 vCPUs: a pretraining of 98 s alone was 60 % done after 8 minutes beside another).
         now = [] if any(b.needs_encoder for b in missing) else missing
         new_baselines = _register_baselines(session, phase, settings, [(b, _uniform(b, ids)) for b in now])
         tokens = {
