@@ -3,8 +3,8 @@
 All selections are made first (seconds), so a missing input fails before any evaluation starts; then each
 is evaluated in turn with `protocol.evaluate`. Rows are appended to OUT/baselines.json as they finish and
 a row whose (selection hash, tier hash, seed) is already there is reused, so an interrupted run resumes
-where it stopped; rows of an earlier run this one does not ask for stay there too (`earlier_rows`). The full-pool row shares its pretraining with `delbench embed` through the protocol's
-encoder cache. With several seeds (`run_baselines_over_seeds`) each seed gets its own table in OUT/seed-S,
+where it stopped; rows of an earlier run this one does not ask for stay there too (`earlier_rows`). The
+full-pool row shares its pretraining with `delbench embed` through the protocol's encoder cache. With several seeds (`run_baselines_over_seeds`) each seed gets its own table in OUT/seed-S,
 re-drawing the selections from that seed's full-pool encoder and re-running the protocol with that seed, and
 OUT/baselines.* give each row's mean ± sd over the seeds: the only way to tell which method differences
 exceed seed noise.
